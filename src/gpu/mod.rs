@@ -1,0 +1,12 @@
+//! The wgpu side of the engine: adapter choice, buffers (split past binding limits), the one
+//! pipeline cache, command recording and readback.
+
+mod context;
+mod pipelines;
+mod recorder;
+mod tensor;
+
+pub use context::{AdapterReport, AdapterSelector, Gpu, GpuError};
+pub use pipelines::{PipelineCache, ShaderKey};
+pub use recorder::{Binding, Recorder};
+pub use tensor::{WeightChunk, WeightDType, WeightTensor};

@@ -1,0 +1,5 @@
+//! culturelens: a wgpu transformer runtime with hand-written WGSL kernels, built to find, score
+//! and ablate culture-sensitive neurons in vision-language models.
+
+pub mod gpu;
+pub mod ops;

@@ -1,0 +1,86 @@
+use crate::gpu::{Binding, Recorder};
+
+use super::{row_grid, shaders};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    tokens: u32,
+    heads: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    q_stride: u32,
+    kv_stride: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+pub const MAX_HEAD_DIM: usize = 256;
+
+/// Shapes of one attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionShape {
+    pub tokens: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// out[t] = softmax(q[t] · K[range]ᵀ · scale) · V[range] per head, where `kv_range` holds
+/// [start, end) cache rows per query token (2 u32 per token).
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    rec: &mut Recorder,
+    q: &wgpu::Buffer,
+    k_cache: &wgpu::Buffer,
+    v_cache: &wgpu::Buffer,
+    kv_range: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    s: AttentionShape,
+    scale: f32,
+) {
+    assert!(s.head_dim <= MAX_HEAD_DIM && s.heads % s.kv_heads == 0, "checked when the config is read");
+    let gpu = rec.gpu().clone();
+    let pipeline = shaders::pipeline(&gpu, "attention", shaders::ATTENTION);
+    let params = Params {
+        tokens: s.tokens as u32,
+        heads: s.heads as u32,
+        kv_heads: s.kv_heads as u32,
+        head_dim: s.head_dim as u32,
+        q_stride: (s.heads * s.head_dim) as u32,
+        kv_stride: (s.kv_heads * s.head_dim) as u32,
+        scale,
+        _pad: 0,
+    };
+    rec.dispatch(
+        &pipeline,
+        &params,
+        &[Binding::Whole(q), Binding::Whole(k_cache), Binding::Whole(v_cache), Binding::Whole(kv_range), Binding::Whole(out)],
+        row_grid(s.heads as u32, s.tokens),
+    );
+}
+
+/// CPU reference: materialises each query's scores (fine at test sizes), f64 softmax.
+pub fn attention_ref(q: &[f32], k: &[f32], v: &[f32], kv_range: &[u32], s: AttentionShape, scale: f32) -> Vec<f32> {
+    let (hd, group) = (s.head_dim, s.heads / s.kv_heads);
+    let kv_stride = s.kv_heads * hd;
+    let mut out = vec![0f32; s.tokens * s.heads * hd];
+    for t in 0..s.tokens {
+        let (start, end) = (kv_range[2 * t] as usize, kv_range[2 * t + 1] as usize);
+        for h in 0..s.heads {
+            let kvh = h / group;
+            let qv = &q[(t * s.heads + h) * hd..][..hd];
+            let scores: Vec<f64> = (start..end)
+                .map(|j| qv.iter().zip(&k[j * kv_stride + kvh * hd..][..hd]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale as f64)
+                .collect();
+            let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                let acc: f64 = (start..end).zip(&e).map(|(j, p)| p * v[j * kv_stride + kvh * hd + d] as f64).sum();
+                out[(t * s.heads + h) * hd + d] = (acc / z) as f32;
+            }
+        }
+    }
+    out
+}

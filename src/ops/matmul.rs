@@ -1,0 +1,78 @@
+use crate::gpu::{Binding, Recorder, WeightTensor};
+
+use super::shaders;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    y_stride: u32,
+    y_col_offset: u32,
+    y_row_offset: u32,
+    has_bias: u32,
+    accumulate: u32,
+}
+
+/// Where and how the product lands in `y`.
+#[derive(Clone, Copy, Default)]
+pub struct MatmulOut {
+    /// First row of `y` written (the KV cache slot of the first token, for K/V projections).
+    pub row_offset: usize,
+    /// Add to what `y` holds instead of overwriting it (fuses the residual add).
+    pub accumulate: bool,
+}
+
+/// y[m, :] (+)= x[m, :] · wᵀ + bias over `m` rows; x is [m, w.cols], y rows have w.rows columns.
+pub fn matmul(
+    rec: &mut Recorder,
+    x: &wgpu::Buffer,
+    w: &WeightTensor,
+    bias: Option<&wgpu::Buffer>,
+    y: &wgpu::Buffer,
+    m: usize,
+    out: MatmulOut,
+) {
+    let gpu = rec.gpu().clone();
+    let pipeline = shaders::weight_pipeline(&gpu, "matmul", shaders::MATMUL, w.dtype);
+    // Unused bias slot still needs a buffer bound; x serves (it is never read then).
+    let bias_buf = bias.unwrap_or(x);
+    for chunk in &w.chunks {
+        let params = Params {
+            m: m as u32,
+            n: chunk.rows as u32,
+            k: w.cols as u32,
+            y_stride: w.rows as u32,
+            y_col_offset: chunk.row_start as u32,
+            y_row_offset: out.row_offset as u32,
+            has_bias: bias.is_some() as u32,
+            accumulate: out.accumulate as u32,
+        };
+        let groups = [(chunk.rows as u32).div_ceil(64), (m as u32).div_ceil(64), 1];
+        rec.dispatch(
+            &pipeline,
+            &params,
+            &[Binding::Whole(x), Binding::Whole(&chunk.buffer), Binding::Whole(bias_buf), Binding::Whole(y)],
+            groups,
+        );
+    }
+}
+
+/// CPU reference: y = x · wᵀ + bias with f64 accumulation.
+pub fn matmul_ref(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f32> {
+    let mut y = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0f64;
+            for kk in 0..k {
+                s += x[i * k + kk] as f64 * w[j * k + kk] as f64;
+            }
+            if let Some(b) = bias {
+                s += b[j] as f64;
+            }
+            y[i * n + j] = s as f32;
+        }
+    }
+    y
+}

@@ -1,0 +1,48 @@
+//! WGSL sources, assembled by plain concatenation: a weight-dtype snippet (defining `load_w`)
+//! goes in front of the kernels that read weights.
+
+use crate::gpu::{Gpu, ShaderKey, WeightDType};
+
+pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
+pub const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
+pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
+pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+pub const SWIGLU_STATS: &str = include_str!("../../shaders/swiglu_stats.wgsl");
+pub const GATHER_ROWS: &str = include_str!("../../shaders/gather_rows.wgsl");
+
+pub fn weight_loader(dtype: WeightDType) -> &'static str {
+    match dtype {
+        WeightDType::BF16 => include_str!("../../shaders/weights_bf16.wgsl"),
+        WeightDType::F16 => include_str!("../../shaders/weights_f16.wgsl"),
+        WeightDType::F32 => include_str!("../../shaders/weights_f32.wgsl"),
+    }
+}
+
+/// Every shader variant the engine can build, as (key, source): the naga validation test walks it.
+pub fn all_variants() -> Vec<(ShaderKey, String)> {
+    let mut v = Vec::new();
+    for dt in [WeightDType::BF16, WeightDType::F16, WeightDType::F32] {
+        v.push((ShaderKey::new("matmul", dt.name()), format!("{}\n{}", weight_loader(dt), MATMUL)));
+        v.push((ShaderKey::new("embedding", dt.name()), format!("{}\n{}", weight_loader(dt), EMBEDDING)));
+    }
+    for (name, src) in [
+        ("rmsnorm", RMSNORM),
+        ("rope", ROPE),
+        ("attention", ATTENTION),
+        ("swiglu_stats", SWIGLU_STATS),
+        ("gather_rows", GATHER_ROWS),
+    ] {
+        v.push((ShaderKey::new(name, ""), src.to_string()));
+    }
+    v
+}
+
+pub fn pipeline(gpu: &Gpu, name: &'static str, src: &'static str) -> wgpu::ComputePipeline {
+    gpu.pipelines.get(&gpu.device, &ShaderKey::new(name, ""), || src.to_string())
+}
+
+pub fn weight_pipeline(gpu: &Gpu, name: &'static str, src: &'static str, dtype: WeightDType) -> wgpu::ComputePipeline {
+    gpu.pipelines
+        .get(&gpu.device, &ShaderKey::new(name, dtype.name()), || format!("{}\n{}", weight_loader(dtype), src))
+}

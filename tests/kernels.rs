@@ -1,0 +1,301 @@
+//! Every kernel against its CPU reference on random inputs at awkward sizes.
+mod common;
+
+use common::{assert_close, gpu, randn, rng};
+use culturelens::gpu::{Recorder, WeightDType, WeightTensor};
+use culturelens::ops::{attention, embedding, gather, matmul, rmsnorm, rope, swiglu};
+use half::{bf16, f16};
+
+/// Rounds `v` to `dtype` and returns (bytes as stored on disk, the values the GPU will see).
+fn quantize(v: &[f32], dtype: WeightDType) -> (Vec<u8>, Vec<f32>) {
+    match dtype {
+        WeightDType::BF16 => {
+            let h: Vec<bf16> = v.iter().map(|&x| bf16::from_f32(x)).collect();
+            (bytemuck::cast_slice(&h).to_vec(), h.iter().map(|x| x.to_f32()).collect())
+        }
+        WeightDType::F16 => {
+            let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+            (bytemuck::cast_slice(&h).to_vec(), h.iter().map(|x| x.to_f32()).collect())
+        }
+        WeightDType::F32 => (bytemuck::cast_slice(v).to_vec(), v.to_vec()),
+    }
+}
+
+fn check_matmul(dtype: WeightDType, m: usize, n: usize, k: usize, split_bytes: Option<u64>, seed: u64) {
+    let base = gpu();
+    let g = match split_bytes {
+        Some(b) => base.with_max_binding_bytes(b),
+        None => base,
+    };
+    let mut r = rng(seed);
+    let x = randn(&mut r, m * k, 1.0);
+    let (wbytes, wq) = quantize(&randn(&mut r, n * k, 0.5), dtype);
+    let bias = randn(&mut r, n, 0.3);
+    let resid = randn(&mut r, m * n, 1.0);
+    let w = WeightTensor::upload(&g, "w", dtype, n, k, &wbytes).unwrap();
+    if split_bytes.is_some() {
+        assert!(w.chunks.len() > 1, "split size must force several chunks");
+    }
+    let xb = g.storage_from("x", &x).unwrap();
+    let bb = g.storage_from("b", &bias).unwrap();
+    let yb = g.storage_from("y", &resid).unwrap();
+    let mut rec = Recorder::new(&g);
+    matmul::matmul(&mut rec, &xb, &w, Some(&bb), &yb, m, matmul::MatmulOut { row_offset: 0, accumulate: true });
+    rec.finish().unwrap();
+    let got: Vec<f32> = g.read(&yb, 0, m * n).unwrap();
+    let mut want = matmul::matmul_ref(&x, &wq, Some(&bias), m, n, k);
+    for (w, r) in want.iter_mut().zip(&resid) {
+        *w += r;
+    }
+    assert_close(&format!("matmul {dtype:?} {m}x{n}x{k}"), &got, &want, 1e-4, 1e-4);
+}
+
+#[test]
+fn matmul_all_dtypes_odd_sizes() {
+    for (i, dt) in [WeightDType::BF16, WeightDType::F16, WeightDType::F32].into_iter().enumerate() {
+        check_matmul(dt, 37, 71, 53, None, 10 + i as u64);
+        check_matmul(dt, 1, 129, 67, None, 20 + i as u64);
+        check_matmul(dt, 70, 5, 131, None, 30 + i as u64);
+    }
+}
+
+#[test]
+fn matmul_split_weight_matches_unsplit() {
+    // 97 rows x 45 cols of bf16 = 90 bytes a row; 1000 bytes forces chunks of 10 rows (even, since
+    // an odd column count must start each chunk on a u32 boundary).
+    check_matmul(WeightDType::BF16, 19, 97, 45, Some(1000), 40);
+    check_matmul(WeightDType::F32, 7, 33, 29, Some(500), 41);
+}
+
+#[test]
+fn matmul_without_bias_overwrites_at_row_offset() {
+    let g = gpu();
+    let mut r = rng(5);
+    let (m, n, k) = (9, 23, 17);
+    let x = randn(&mut r, m * k, 1.0);
+    let (wb, wq) = quantize(&randn(&mut r, n * k, 1.0), WeightDType::F32);
+    let w = WeightTensor::upload(&g, "w", WeightDType::F32, n, k, &wb).unwrap();
+    let xb = g.storage_from("x", &x).unwrap();
+    let yb = g.storage_from("y", &vec![7.0f32; (m + 3) * n]).unwrap();
+    let mut rec = Recorder::new(&g);
+    matmul::matmul(&mut rec, &xb, &w, None, &yb, m, matmul::MatmulOut { row_offset: 3, accumulate: false });
+    rec.finish().unwrap();
+    let got: Vec<f32> = g.read(&yb, 0, (m + 3) * n).unwrap();
+    assert!(got[..3 * n].iter().all(|&v| v == 7.0), "rows before the offset untouched");
+    assert_close("matmul offset", &got[3 * n..], &matmul::matmul_ref(&x, &wq, None, m, n, k), 1e-4, 1e-4);
+}
+
+#[test]
+fn embedding_gathers_rows_across_chunks() {
+    let g = gpu().with_max_binding_bytes(7 * 26);
+    let mut r = rng(6);
+    let (vocab, hidden) = (61, 13);
+    let (tb, tq) = quantize(&randn(&mut r, vocab * hidden, 1.0), WeightDType::BF16);
+    let table = WeightTensor::upload(&g, "emb", WeightDType::BF16, vocab, hidden, &tb).unwrap();
+    assert!(table.chunks.len() > 5);
+    let ids: Vec<u32> = (0..41).map(|i| (i * 37 + 3) % vocab as u32).collect();
+    let idb = g.storage_from("ids", &ids).unwrap();
+    let out = g.storage_buffer("out", (ids.len() * hidden * 4) as u64).unwrap();
+    let mut rec = Recorder::new(&g);
+    embedding::embedding(&mut rec, &idb, &table, &out, ids.len());
+    rec.finish().unwrap();
+    let got: Vec<f32> = g.read(&out, 0, ids.len() * hidden).unwrap();
+    assert_eq!(got, embedding::embedding_ref(&ids, &tq, hidden));
+}
+
+#[test]
+fn rmsnorm_matches_reference() {
+    let g = gpu();
+    let mut r = rng(7);
+    for (rows, width) in [(13usize, 67usize), (3, 1000), (1, 5)] {
+        let x = randn(&mut r, rows * width, 3.0);
+        let w = randn(&mut r, width, 1.0);
+        let xb = g.storage_from("x", &x).unwrap();
+        let wb = g.storage_from("w", &w).unwrap();
+        let yb = g.storage_buffer("y", (rows * width * 4) as u64).unwrap();
+        let mut rec = Recorder::new(&g);
+        rmsnorm::rmsnorm(&mut rec, &xb, &wb, &yb, rows, width, 1e-6);
+        rec.finish().unwrap();
+        let got: Vec<f32> = g.read(&yb, 0, rows * width).unwrap();
+        assert_close("rmsnorm", &got, &rmsnorm::rmsnorm_ref(&x, &w, width, 1e-6), 1e-5, 1e-6);
+    }
+}
+
+#[test]
+fn rope_matches_reference_and_rotates() {
+    let g = gpu();
+    let mut r = rng(8);
+    let (tokens, heads, hd) = (11, 3, 18);
+    let positions: Vec<i64> = (0..tokens as i64).map(|t| (t * 7) % 5 + t).collect();
+    let tables = rope::rope_tables(&positions, 1, hd, 10000.0, &vec![0; hd / 2]);
+    // Position 0 is the identity rotation.
+    assert!(tables.cos[..hd / 2].iter().all(|&c| c == 1.0) && tables.sin[..hd / 2].iter().all(|&s| s == 0.0));
+    let x = randn(&mut r, (tokens + 2) * heads * hd, 1.0);
+    let xb = g.storage_from("x", &x).unwrap();
+    let cb = g.storage_from("cos", &tables.cos).unwrap();
+    let sb = g.storage_from("sin", &tables.sin).unwrap();
+    let mut rec = Recorder::new(&g);
+    rope::rope(&mut rec, &cb, &sb, &xb, tokens, heads, hd, 2);
+    rec.finish().unwrap();
+    let got: Vec<f32> = g.read(&xb, 0, x.len()).unwrap();
+    let row = heads * hd;
+    assert_eq!(&got[..2 * row], &x[..2 * row], "rows before row_offset untouched");
+    let want = rope::rope_ref(&x[2 * row..], &tables, heads, hd);
+    assert_close("rope", &got[2 * row..], &want, 1e-6, 1e-6);
+    // A rotation keeps each pair's norm.
+    let n0: f32 = x[2 * row..].iter().map(|v| v * v).sum();
+    let n1: f32 = want.iter().map(|v| v * v).sum();
+    assert!((n0 - n1).abs() < 1e-3 * n0);
+}
+
+/// Packed stream of three prompts of odd lengths, causal within each: ranges never cross prompts.
+fn packed_ranges(lens: &[usize]) -> Vec<u32> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    for &l in lens {
+        for i in 0..l {
+            ranges.extend([start as u32, (start + i + 1) as u32]);
+        }
+        start += l;
+    }
+    ranges
+}
+
+#[test]
+fn attention_packed_gqa_matches_reference() {
+    let g = gpu();
+    let mut r = rng(9);
+    for (lens, heads, kv_heads, hd) in [(vec![5usize, 70, 3], 6usize, 2usize, 24usize), (vec![131], 4, 1, 16), (vec![1, 2], 2, 2, 100)] {
+        let tokens: usize = lens.iter().sum();
+        let s = attention::AttentionShape { tokens, heads, kv_heads, head_dim: hd };
+        let q = randn(&mut r, tokens * heads * hd, 2.0);
+        let k = randn(&mut r, tokens * kv_heads * hd, 2.0);
+        let v = randn(&mut r, tokens * kv_heads * hd, 1.0);
+        let ranges = packed_ranges(&lens);
+        let bufs: Vec<_> = [&q, &k, &v].iter().map(|d| g.storage_from("t", d).unwrap()).collect();
+        let rb = g.storage_from("ranges", &ranges).unwrap();
+        let out = g.storage_buffer("out", (q.len() * 4) as u64).unwrap();
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut rec = Recorder::new(&g);
+        attention::attention(&mut rec, &bufs[0], &bufs[1], &bufs[2], &rb, &out, s, scale);
+        rec.finish().unwrap();
+        let got: Vec<f32> = g.read(&out, 0, q.len()).unwrap();
+        assert_close("attention", &got, &attention::attention_ref(&q, &k, &v, &ranges, s, scale), 1e-4, 1e-5);
+    }
+}
+
+#[test]
+fn swiglu_stats_groups_exclusion_and_intervention() {
+    let g = gpu();
+    let mut r = rng(11);
+    let (tokens, width, layers, groups, layer) = (53usize, 77usize, 3usize, 4usize, 1usize);
+    let gate = randn(&mut r, tokens * width, 4.0);
+    let up = randn(&mut r, tokens * width, 1.0);
+    // Runs of groups with exclusions in between, as a packed batch with a position rule produces.
+    let token_group: Vec<u32> = (0..tokens)
+        .map(|t| if t % 7 == 3 { swiglu::EXCLUDED } else { [2u32, 0, 3, 0][(t / 15) % 4] })
+        .collect();
+    let mut interv = vec![0f32; layers * width * 2];
+    for j in 0..width {
+        let (s, b) = if j % 5 == 0 { (0.0, 0.0) } else if j % 5 == 1 { (0.0, 0.25) } else { (1.0 + j as f32 * 0.01, 0.0) };
+        interv[(layer * width + j) * 2] = s;
+        interv[(layer * width + j) * 2 + 1] = b;
+    }
+    let acc_words = groups * layers * width * swiglu::ACC_WORDS;
+    let gb = g.storage_from("gate", &gate).unwrap();
+    let ub = g.storage_from("up", &up).unwrap();
+    let tg = g.storage_from("tg", &token_group).unwrap();
+    let ib = g.storage_from("iv", &interv).unwrap();
+    let acc = g.storage_from("acc", &vec![0u32; acc_words]).unwrap();
+    // Two dispatches: accumulators must add up across calls.
+    for _ in 0..2 {
+        g.write_padded(&gb, 0, bytemuck::cast_slice(&gate));
+        let mut rec = Recorder::new(&g);
+        let side = swiglu::SwigluSide { token_group: &tg, intervention: &ib, acc: Some((&acc, groups)), layer, layers };
+        swiglu::swiglu(&mut rec, &gb, &ub, &side, tokens, width);
+        rec.finish().unwrap();
+    }
+    let h: Vec<f32> = g.read(&gb, 0, gate.len()).unwrap();
+    let mut want = swiglu::NeuronSums { count_pos: vec![0; groups * width], sum: vec![0.0; groups * width], sum_sq: vec![0.0; groups * width] };
+    let layer_iv = &interv[layer * width * 2..(layer + 1) * width * 2];
+    let want_h = swiglu::swiglu_ref(&gate, &up, &token_group, layer_iv, width, &mut want);
+    swiglu::swiglu_ref(&gate, &up, &token_group, layer_iv, width, &mut want);
+    assert_close("swiglu h", &h, &want_h, 1e-5, 1e-6);
+    let words: Vec<u32> = g.read(&acc, 0, acc_words).unwrap();
+    let got = swiglu::NeuronSums::from_words(&words);
+    for gi in 0..groups {
+        for l in 0..layers {
+            for j in 0..width {
+                let a = (gi * layers + l) * width + j;
+                if l != layer {
+                    assert_eq!((got.count_pos[a], got.sum[a]), (0, 0.0), "other layers untouched");
+                    continue;
+                }
+                let b = gi * width + j;
+                assert_eq!(got.count_pos[a], want.count_pos[b], "count g{gi} j{j}");
+                assert!((got.sum[a] - want.sum[b]).abs() <= 1e-5 * want.sum_sq[b].sqrt().max(1e-3), "sum g{gi} j{j}: {} vs {}", got.sum[a], want.sum[b]);
+                assert!((got.sum_sq[a] - want.sum_sq[b]).abs() <= 1e-5 * want.sum_sq[b].max(1e-3), "sum_sq g{gi} j{j}");
+            }
+        }
+    }
+    assert!(want.count_pos[width..2 * width].iter().all(|&c| c == 0), "group 1 never appears");
+}
+
+#[test]
+fn swiglu_stats_do_not_drift_over_1e8_positions() {
+    // 8 neurons x 2^20 tokens x 96 dispatches = 1.0e8 positions per neuron. Values cycle through
+    // a fixed pattern so the exact f64 totals are known; a plain f32 running sum would stall at
+    // 2^24 x spacing and be off by orders of magnitude.
+    let g = gpu();
+    let (width, tokens, reps) = (8usize, 1usize << 20, 96usize);
+    let pattern: Vec<f32> = (0..width * 16).map(|i| ((i * 37) % 29) as f32 * 0.173 - 1.9).collect();
+    let gate: Vec<f32> = (0..tokens * width).map(|i| pattern[i % pattern.len()]).collect();
+    let up = vec![1.0f32; tokens * width];
+    let token_group = vec![0u32; tokens];
+    let interv: Vec<f32> = (0..width).flat_map(|_| [1.0f32, 0.0]).collect();
+    let gb = g.storage_from("gate", &gate).unwrap();
+    let hb = g.storage_buffer("h", (gate.len() * 4) as u64).unwrap();
+    let ub = g.storage_from("up", &up).unwrap();
+    let tg = g.storage_from("tg", &token_group).unwrap();
+    let ib = g.storage_from("iv", &interv).unwrap();
+    let acc = g.storage_from("acc", &vec![0u32; width * swiglu::ACC_WORDS]).unwrap();
+    for _ in 0..reps {
+        let mut rec = Recorder::new(&g);
+        rec.copy(&gb, 0, &hb, 0, (gate.len() * 4) as u64);
+        let side = swiglu::SwigluSide { token_group: &tg, intervention: &ib, acc: Some((&acc, 1)), layer: 0, layers: 1 };
+        swiglu::swiglu(&mut rec, &hb, &ub, &side, tokens, width);
+        rec.finish().unwrap();
+    }
+    let words: Vec<u32> = g.read(&acc, 0, width * swiglu::ACC_WORDS).unwrap();
+    assert!(words.chunks(swiglu::ACC_WORDS).any(|c| c[2] != 0), "Kahan compensation is live, not folded away");
+    let got = swiglu::NeuronSums::from_words(&words);
+    for j in 0..width {
+        let (mut c, mut s, mut q) = (0u64, 0f64, 0f64);
+        for t in 0..tokens {
+            let a = swiglu::silu(gate[t * width + j]) as f64;
+            c += (a > 0.0) as u64;
+            s += a;
+            q += a * a;
+        }
+        let n = reps as f64;
+        assert_eq!(got.count_pos[j], c * reps as u64, "count neuron {j}");
+        assert!((got.sum[j] - s * n).abs() <= 1e-5 * (s * n).abs().max(1.0), "sum neuron {j}: {} vs {}", got.sum[j], s * n);
+        assert!((got.sum_sq[j] - q * n).abs() <= 1e-5 * q * n, "sum_sq neuron {j}: {} vs {}", got.sum_sq[j], q * n);
+    }
+}
+
+#[test]
+fn gather_rows_picks_positions() {
+    let g = gpu();
+    let mut r = rng(12);
+    let (n, width) = (29, 45);
+    let src = randn(&mut r, n * width, 1.0);
+    let rows = vec![28u32, 0, 13, 13];
+    let sb = g.storage_from("src", &src).unwrap();
+    let rb = g.storage_from("rows", &rows).unwrap();
+    let db = g.storage_buffer("dst", (rows.len() * width * 4) as u64).unwrap();
+    let mut rec = Recorder::new(&g);
+    gather::gather_rows(&mut rec, &sb, &rb, &db, rows.len(), width);
+    rec.finish().unwrap();
+    assert_eq!(g.read::<f32>(&db, 0, rows.len() * width).unwrap(), gather::gather_rows_ref(&src, &rows, width));
+}
