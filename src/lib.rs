@@ -2,4 +2,6 @@
 //! and ablate culture-sensitive neurons in vision-language models.
 
 pub mod gpu;
+pub mod models;
 pub mod ops;
+pub mod weights;

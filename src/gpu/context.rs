@@ -100,6 +100,8 @@ pub struct Gpu {
     /// Largest byte size one weight chunk may have. Normally the binding limit; tests lower it to
     /// exercise the splitting path on tiny models.
     pub max_binding_bytes: u64,
+    /// A tiny read-write buffer bound where a kernel's optional output is switched off.
+    pub scratch: wgpu::Buffer,
 }
 
 fn instance() -> wgpu::Instance {
@@ -181,7 +183,14 @@ impl Gpu {
         .map_err(|source| GpuError::RequestDevice { name: info.name.clone(), source })?;
         let limits = device.limits();
         let max_binding_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) as u64;
+        let scratch = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("scratch"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         Ok(Arc::new(Gpu {
+            scratch,
             pipelines: PipelineCache::default(),
             device,
             queue,
@@ -202,6 +211,7 @@ impl Gpu {
             limits: self.limits.clone(),
             pipelines: PipelineCache::default(),
             max_binding_bytes: bytes.min(self.max_binding_bytes),
+            scratch: self.scratch.clone(),
         })
     }
 

@@ -42,7 +42,7 @@ pub fn swiglu(rec: &mut Recorder, gate: &wgpu::Buffer, up: &wgpu::Buffer, side: 
     let pipeline = shaders::pipeline(&gpu, "swiglu_stats", shaders::SWIGLU_STATS);
     let (acc, groups) = match side.acc {
         Some((b, g)) => (b, g),
-        None => (side.token_group, 0),
+        None => (&gpu.scratch, 0),
     };
     for token_start in (0..tokens).step_by(TOKENS_PER_DISPATCH) {
         let params = Params {

@@ -44,3 +44,55 @@ pub fn nmse(got: &[f32], want: &[f32]) -> f64 {
     let den: f64 = want.iter().map(|&w| (w as f64 - mean).powi(2)).sum();
     num / den
 }
+
+/// golden.safetensors of a fixture case: f32 and i64 tensors by name.
+pub struct Golden {
+    bytes: Vec<u8>,
+    pub dir: std::path::PathBuf,
+}
+
+impl Golden {
+    pub fn open(case: &str) -> Golden {
+        let dir = fixture_dir(case);
+        let bytes = std::fs::read(dir.join("golden.safetensors")).expect("golden.safetensors");
+        Golden { bytes, dir }
+    }
+
+    fn view(&self, name: &str) -> safetensors::tensor::TensorView<'_> {
+        let st = safetensors::SafeTensors::deserialize(&self.bytes).expect("valid golden file");
+        let v = st.tensor(name).unwrap_or_else(|_| panic!("golden tensor {name} missing"));
+        safetensors::tensor::TensorView::new(v.dtype(), v.shape().to_vec(), {
+            let d = v.data();
+            // SAFETY-free re-borrow: data lives in self.bytes for as long as &self.
+            let start = d.as_ptr() as usize - self.bytes.as_ptr() as usize;
+            &self.bytes[start..start + d.len()]
+        })
+        .unwrap()
+    }
+
+    pub fn shape(&self, name: &str) -> Vec<usize> {
+        self.view(name).shape().to_vec()
+    }
+
+    pub fn f32(&self, name: &str) -> Vec<f32> {
+        let v = self.view(name);
+        assert_eq!(v.dtype(), safetensors::Dtype::F32, "{name} dtype");
+        v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    }
+
+    pub fn i64(&self, name: &str) -> Vec<i64> {
+        let v = self.view(name);
+        assert_eq!(v.dtype(), safetensors::Dtype::I64, "{name} dtype");
+        v.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+    }
+
+    pub fn ids(&self, name: &str) -> Vec<u32> {
+        self.i64(name).into_iter().map(|x| x as u32).collect()
+    }
+}
+
+pub fn argmax_rows(v: &[f32], width: usize) -> Vec<usize> {
+    v.chunks(width)
+        .map(|r| r.iter().enumerate().fold(0, |b, (i, &x)| if x > r[b] { i } else { b }))
+        .collect()
+}

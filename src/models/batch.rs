@@ -1,0 +1,90 @@
+use crate::ops::swiglu::EXCLUDED;
+
+/// Several prompts packed into one token stream, no padding. Per token: its sequence, its
+/// position(s) within the sequence and the statistics group it counts toward.
+#[derive(Debug, Clone, Default)]
+pub struct PackedBatch {
+    pub tokens: Vec<u32>,
+    /// `pos_stride` entries per token (1 for RoPE; 3 — t, h, w — for M-RoPE).
+    pub positions: Vec<i64>,
+    pub pos_stride: usize,
+    /// Start index of each sequence, plus the total length at the end.
+    pub seq_starts: Vec<usize>,
+    /// Statistics group per token, or EXCLUDED.
+    pub token_group: Vec<u32>,
+    /// Per sequence: how many of its earlier tokens already sit in the KV cache, in the rows
+    /// just before this batch (0 for a fresh prompt; the prompt so far when decoding).
+    pub cached_prefix: Vec<usize>,
+}
+
+impl PackedBatch {
+    /// Packs text sequences with positions 0..len each; no token is counted in statistics.
+    pub fn from_sequences(seqs: &[Vec<u32>]) -> PackedBatch {
+        let mut b = PackedBatch { pos_stride: 1, seq_starts: vec![0], ..Default::default() };
+        for s in seqs {
+            b.tokens.extend_from_slice(s);
+            b.positions.extend((0..s.len() as i64).collect::<Vec<_>>());
+            b.token_group.extend(std::iter::repeat_n(EXCLUDED, s.len()));
+            b.seq_starts.push(b.tokens.len());
+            b.cached_prefix.push(0);
+        }
+        b
+    }
+
+    /// One new token of a sequence whose first `cached` tokens are in the cache rows just before.
+    pub fn continuation(token: u32, cached: usize) -> PackedBatch {
+        PackedBatch {
+            tokens: vec![token],
+            positions: vec![cached as i64],
+            pos_stride: 1,
+            seq_starts: vec![0, 1],
+            token_group: vec![EXCLUDED],
+            cached_prefix: vec![cached],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    pub fn num_sequences(&self) -> usize {
+        self.seq_starts.len() - 1
+    }
+
+    pub fn sequence(&self, s: usize) -> std::ops::Range<usize> {
+        self.seq_starts[s]..self.seq_starts[s + 1]
+    }
+
+    /// Index of each sequence's last token.
+    pub fn last_tokens(&self) -> Vec<u32> {
+        self.seq_starts[1..].iter().map(|&e| e as u32 - 1).collect()
+    }
+
+    /// Counts every token of sequence `s` toward statistics group `group`.
+    pub fn set_group(&mut self, s: usize, group: u32) {
+        let r = self.sequence(s);
+        self.token_group[r].fill(group);
+    }
+
+    /// Per token [start, end) of the cache rows it attends to: its own sequence, causally,
+    /// limited to the last `window` tokens when a sliding window is set. Token i sits in cache
+    /// row `cache_row0 + i`.
+    pub fn kv_ranges(&self, cache_row0: usize, window: Option<usize>) -> Vec<u32> {
+        let mut r = Vec::with_capacity(2 * self.len());
+        for s in 0..self.num_sequences() {
+            let seq = self.sequence(s);
+            for i in seq.clone() {
+                let mut start = cache_row0 + seq.start - self.cached_prefix[s];
+                if let Some(w) = window {
+                    start = start.max(cache_row0 + i + 1 - w.min(i + 1));
+                }
+                r.extend([start as u32, (cache_row0 + i + 1) as u32]);
+            }
+        }
+        r
+    }
+}

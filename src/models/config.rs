@@ -1,0 +1,204 @@
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not valid JSON: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: field \"{field}\" {problem}")]
+    Field { path: PathBuf, field: String, problem: String },
+    #[error(
+        "{path}: unsupported architecture {arch:?}; supported: {supported} (see models.toml)"
+    )]
+    UnknownArchitecture { path: PathBuf, arch: String, supported: String },
+}
+
+/// The architectures this engine runs, by their HF class name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    Qwen2ForCausalLM,
+    MistralForCausalLM,
+}
+
+impl Architecture {
+    pub const SUPPORTED: [Architecture; 2] = [Architecture::Qwen2ForCausalLM, Architecture::MistralForCausalLM];
+
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            Architecture::Qwen2ForCausalLM => "Qwen2ForCausalLM",
+            Architecture::MistralForCausalLM => "MistralForCausalLM",
+        }
+    }
+}
+
+/// Hyper-parameters of the Qwen2 / Mistral decoder (Qwen2Config / MistralConfig).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f64,
+    pub tie_word_embeddings: bool,
+    /// q/k/v projections carry a bias (Qwen2: always; Mistral: never).
+    pub qkv_bias: bool,
+    /// Mistral's sliding-window attention, when the config enables it.
+    pub sliding_window: Option<usize>,
+    pub max_position_embeddings: usize,
+}
+
+/// config.json of a supported checkpoint.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub path: PathBuf,
+    pub architecture: Architecture,
+    pub text: TextConfig,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+}
+
+struct Fields<'a> {
+    path: &'a Path,
+    json: &'a Value,
+}
+
+impl Fields<'_> {
+    fn err(&self, field: &str, problem: &str) -> ConfigError {
+        ConfigError::Field { path: self.path.into(), field: field.into(), problem: problem.into() }
+    }
+
+    fn get(&self, field: &str) -> Option<&Value> {
+        self.json.get(field).filter(|v| !v.is_null())
+    }
+
+    fn usize(&self, field: &str) -> Result<usize, ConfigError> {
+        match self.get(field) {
+            None => Err(self.err(field, "is missing")),
+            Some(v) => v.as_u64().filter(|&n| n > 0).map(|n| n as usize).ok_or_else(|| self.err(field, "must be a positive integer")),
+        }
+    }
+
+    fn opt_usize(&self, field: &str) -> Result<Option<usize>, ConfigError> {
+        if self.get(field).is_none() {
+            return Ok(None);
+        }
+        self.usize(field).map(Some)
+    }
+
+    fn f64(&self, field: &str) -> Result<Option<f64>, ConfigError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(v) => v.as_f64().filter(|x| x.is_finite() && *x > 0.0).map(Some).ok_or_else(|| self.err(field, "must be a positive number")),
+        }
+    }
+
+    fn bool(&self, field: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(field) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| self.err(field, "must be true or false")),
+        }
+    }
+
+    fn ids(&self, field: &str) -> Vec<u32> {
+        match self.get(field) {
+            Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|x| x as u32).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+    serde_json::from_str(&text).map_err(|source| ConfigError::Json { path: path.into(), source })
+}
+
+impl TextConfig {
+    fn parse(f: &Fields<'_>, arch: Architecture) -> Result<TextConfig, ConfigError> {
+        let hidden_size = f.usize("hidden_size")?;
+        let num_attention_heads = f.usize("num_attention_heads")?;
+        let num_key_value_heads = f.opt_usize("num_key_value_heads")?.unwrap_or(num_attention_heads);
+        let head_dim = f.opt_usize("head_dim")?.unwrap_or(hidden_size / num_attention_heads);
+        if num_attention_heads % num_key_value_heads != 0 {
+            return Err(f.err("num_key_value_heads", &format!("must divide num_attention_heads ({num_attention_heads})")));
+        }
+        if head_dim % 2 != 0 || head_dim > crate::ops::attention::MAX_HEAD_DIM {
+            return Err(f.err("head_dim", &format!("{head_dim} must be even and at most {}", crate::ops::attention::MAX_HEAD_DIM)));
+        }
+        // transformers 5 moved rope_theta into rope_parameters; hub files still have it on top.
+        let rope_theta = match f.f64("rope_theta")? {
+            Some(t) => t,
+            None => f
+                .get("rope_parameters")
+                .and_then(|r| r.get("rope_theta"))
+                .and_then(|v| v.as_f64())
+                .unwrap_or(10000.0),
+        };
+        let sliding_window = match arch {
+            Architecture::MistralForCausalLM => f.opt_usize("sliding_window")?,
+            Architecture::Qwen2ForCausalLM if f.bool("use_sliding_window", false)? => {
+                return Err(f.err("use_sliding_window", "true is not supported (no released Qwen2 checkpoint uses it)"));
+            }
+            Architecture::Qwen2ForCausalLM => None,
+        };
+        let hidden_act = f.get("hidden_act").and_then(|v| v.as_str()).unwrap_or("silu");
+        if hidden_act != "silu" {
+            return Err(f.err("hidden_act", &format!("is {hidden_act:?}; only \"silu\" (SwiGLU) is supported")));
+        }
+        Ok(TextConfig {
+            hidden_size,
+            intermediate_size: f.usize("intermediate_size")?,
+            num_hidden_layers: f.usize("num_hidden_layers")?,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            vocab_size: f.usize("vocab_size")?,
+            rms_norm_eps: f.f64("rms_norm_eps")?.unwrap_or(1e-6) as f32,
+            rope_theta,
+            tie_word_embeddings: f.bool("tie_word_embeddings", false)?,
+            qkv_bias: arch == Architecture::Qwen2ForCausalLM,
+            sliding_window,
+            max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(32768),
+        })
+    }
+}
+
+impl ModelConfig {
+    pub fn load(model_dir: &Path) -> Result<ModelConfig, ConfigError> {
+        let path = model_dir.join("config.json");
+        let json = read_json(&path)?;
+        let f = Fields { path: &path, json: &json };
+        let arch_name = json
+            .get("architectures")
+            .and_then(|a| a.as_array())
+            .and_then(|a| a.first())
+            .and_then(|v| v.as_str())
+            .or_else(|| json.get("model_type").and_then(|v| v.as_str()))
+            .ok_or_else(|| f.err("architectures", "is missing"))?;
+        let architecture = Architecture::SUPPORTED.into_iter().find(|a| a.hf_name() == arch_name).ok_or_else(|| {
+            ConfigError::UnknownArchitecture {
+                path: path.clone(),
+                arch: arch_name.to_string(),
+                supported: Architecture::SUPPORTED.map(|a| a.hf_name()).join(", "),
+            }
+        })?;
+        let text = TextConfig::parse(&f, architecture)?;
+        let mut eos_token_ids = f.ids("eos_token_id");
+        if let Ok(gen) = read_json(&model_dir.join("generation_config.json")) {
+            let g = Fields { path: &path, json: &gen };
+            for id in g.ids("eos_token_id") {
+                if !eos_token_ids.contains(&id) {
+                    eos_token_ids.push(id);
+                }
+            }
+        }
+        Ok(ModelConfig { bos_token_id: f.ids("bos_token_id").first().copied(), eos_token_ids, path, architecture, text })
+    }
+}

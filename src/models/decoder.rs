@@ -1,0 +1,323 @@
+//! Qwen2ForCausalLM / MistralForCausalLM (modeling_qwen2.py, modeling_mistral.py): the two share
+//! one decoder; they differ only in the q/k/v bias and Mistral's optional sliding window.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+
+use super::batch::PackedBatch;
+use super::config::TextConfig;
+use super::stats::{Intervention, NeuronStats};
+use crate::gpu::{Gpu, Recorder, WeightTensor};
+use crate::ops::attention::{attention, AttentionShape};
+use crate::ops::embedding::embedding;
+use crate::ops::gather::gather_rows;
+use crate::ops::matmul::{matmul, MatmulOut};
+use crate::ops::rmsnorm::rmsnorm;
+use crate::ops::rope::{rope, rope_tables};
+use crate::ops::swiglu::{swiglu, SwigluSide};
+use crate::weights::WeightStore;
+
+/// nn.Linear: weight [out, in] resident in its checkpoint dtype, bias widened to f32.
+pub struct Linear {
+    pub weight: WeightTensor,
+    pub bias: Option<wgpu::Buffer>,
+}
+
+impl Linear {
+    fn load(gpu: &Arc<Gpu>, store: &WeightStore, name: &str, out: usize, inp: usize, bias: bool) -> anyhow::Result<Linear> {
+        let weight = load_matrix(gpu, store, &format!("{name}.weight"), out, inp)?;
+        let bias = if bias { Some(load_vector(gpu, store, &format!("{name}.bias"), out)?) } else { None };
+        Ok(Linear { weight, bias })
+    }
+
+    fn forward(&self, rec: &mut Recorder, x: &wgpu::Buffer, y: &wgpu::Buffer, rows: usize, out: MatmulOut) {
+        matmul(rec, x, &self.weight, self.bias.as_ref(), y, rows, out);
+    }
+}
+
+pub fn load_matrix(gpu: &Arc<Gpu>, store: &WeightStore, name: &str, rows: usize, cols: usize) -> anyhow::Result<WeightTensor> {
+    let t = store.get_shaped(name, &[rows, cols])?;
+    Ok(WeightTensor::upload(gpu, name, t.weight_dtype()?, rows, cols, t.bytes).with_context(|| format!("uploading {name}"))?)
+}
+
+pub fn load_vector(gpu: &Arc<Gpu>, store: &WeightStore, name: &str, len: usize) -> anyhow::Result<wgpu::Buffer> {
+    let t = store.get_shaped(name, &[len])?;
+    Ok(gpu.storage_from(name, &t.to_f32()?)?)
+}
+
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+}
+
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+pub struct DecoderLayer {
+    pub self_attn: Attention,
+    pub mlp: Mlp,
+    pub input_layernorm: wgpu::Buffer,
+    pub post_attention_layernorm: wgpu::Buffer,
+}
+
+/// Keys and values of every layer for `capacity` token rows.
+pub struct KvCache {
+    pub k: Vec<wgpu::Buffer>,
+    pub v: Vec<wgpu::Buffer>,
+    pub capacity: usize,
+    /// Rows filled so far; the next forward writes from here.
+    pub len: usize,
+}
+
+/// Which positions get logits.
+#[derive(Debug, Clone, Default)]
+pub enum LogitRows {
+    #[default]
+    All,
+    Rows(Vec<u32>),
+    None,
+}
+
+#[derive(Default)]
+pub struct ForwardOptions<'a> {
+    pub logits: LogitRows,
+    /// Read back the residual stream after every layer and after the final norm.
+    pub capture_hidden: bool,
+    pub stats: Option<&'a NeuronStats>,
+}
+
+#[derive(Debug, Default)]
+pub struct ForwardOutput {
+    /// [rows, vocab] for the requested rows, in request order.
+    pub logits: Vec<f32>,
+    pub hidden_states: Vec<Vec<f32>>,
+    pub final_hidden: Vec<f32>,
+}
+
+pub struct Decoder {
+    pub config: TextConfig,
+    pub embed_tokens: WeightTensor,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: wgpu::Buffer,
+    /// None when the embedding is tied.
+    pub lm_head: Option<WeightTensor>,
+    pub intervention: Intervention,
+    gpu: Arc<Gpu>,
+}
+
+impl Decoder {
+    /// Loads `{prefix}embed_tokens`, `{prefix}layers.*`, `{prefix}norm` and `lm_head_name`
+    /// (prefix "model." for the CausalLM classes).
+    pub fn load(gpu: &Arc<Gpu>, store: &WeightStore, config: &TextConfig, prefix: &str, lm_head_name: &str) -> anyhow::Result<Decoder> {
+        let c = config;
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let (q_dim, kv_dim) = (c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
+        let embed_tokens = load_matrix(gpu, store, &format!("{prefix}embed_tokens.weight"), c.vocab_size, h)?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for l in 0..c.num_hidden_layers {
+            let p = format!("{prefix}layers.{l}");
+            layers.push(DecoderLayer {
+                self_attn: Attention {
+                    q_proj: Linear::load(gpu, store, &format!("{p}.self_attn.q_proj"), q_dim, h, c.qkv_bias)?,
+                    k_proj: Linear::load(gpu, store, &format!("{p}.self_attn.k_proj"), kv_dim, h, c.qkv_bias)?,
+                    v_proj: Linear::load(gpu, store, &format!("{p}.self_attn.v_proj"), kv_dim, h, c.qkv_bias)?,
+                    o_proj: Linear::load(gpu, store, &format!("{p}.self_attn.o_proj"), h, q_dim, false)?,
+                },
+                mlp: Mlp {
+                    gate_proj: Linear::load(gpu, store, &format!("{p}.mlp.gate_proj"), i, h, false)?,
+                    up_proj: Linear::load(gpu, store, &format!("{p}.mlp.up_proj"), i, h, false)?,
+                    down_proj: Linear::load(gpu, store, &format!("{p}.mlp.down_proj"), h, i, false)?,
+                },
+                input_layernorm: load_vector(gpu, store, &format!("{p}.input_layernorm.weight"), h)?,
+                post_attention_layernorm: load_vector(gpu, store, &format!("{p}.post_attention_layernorm.weight"), h)?,
+            });
+        }
+        let norm = load_vector(gpu, store, &format!("{prefix}norm.weight"), h)?;
+        let lm_head = if c.tie_word_embeddings && !store.contains(lm_head_name) {
+            None
+        } else {
+            Some(load_matrix(gpu, store, lm_head_name, c.vocab_size, h)?)
+        };
+        Ok(Decoder {
+            config: c.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            intervention: Intervention::identity(gpu, c.num_hidden_layers, i)?,
+            gpu: gpu.clone(),
+        })
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    pub fn new_cache(&self, capacity: usize) -> anyhow::Result<KvCache> {
+        let c = &self.config;
+        let bytes = (capacity * c.num_key_value_heads * c.head_dim * 4) as u64;
+        let mut k = Vec::new();
+        let mut v = Vec::new();
+        for l in 0..c.num_hidden_layers {
+            k.push(self.gpu.storage_buffer(&format!("k cache {l}"), bytes)?);
+            v.push(self.gpu.storage_buffer(&format!("v cache {l}"), bytes)?);
+        }
+        Ok(KvCache { k, v, capacity, len: 0 })
+    }
+
+    /// Resident weight bytes (matrices in their checkpoint dtype, vectors in f32).
+    pub fn weight_bytes(&self) -> u64 {
+        let mut total = self.embed_tokens.bytes() + self.lm_head.as_ref().map_or(0, |w| w.bytes());
+        for l in &self.layers {
+            let a = &l.self_attn;
+            let m = &l.mlp;
+            for lin in [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj] {
+                total += lin.weight.bytes() + lin.bias.as_ref().map_or(0, |b| b.size());
+            }
+            total += l.input_layernorm.size() + l.post_attention_layernorm.size();
+        }
+        total + self.norm.size()
+    }
+
+    /// Runs `batch` through the model, appending its keys/values to `cache` (one row per token,
+    /// from cache.len), and returns what `opts` asks for. `batch.positions` must have stride 1.
+    pub fn forward(&self, batch: &PackedBatch, cache: &mut KvCache, opts: &ForwardOptions<'_>) -> anyhow::Result<ForwardOutput> {
+        let c = &self.config;
+        let t = batch.len();
+        if t == 0 {
+            bail!("empty batch");
+        }
+        if let Some(&bad) = batch.tokens.iter().find(|&&id| id as usize >= c.vocab_size) {
+            bail!("token id {bad} is outside the vocabulary (vocab_size {})", c.vocab_size);
+        }
+        if cache.len + t > cache.capacity {
+            bail!("KV cache holds {} rows; {} + {t} needed", cache.capacity, cache.len);
+        }
+        let gpu = &self.gpu;
+        let x = gpu.storage_buffer("ids", (t * 4) as u64)?;
+        gpu.write_padded(&x, 0, bytemuck::cast_slice(&batch.tokens));
+        let hidden = gpu.storage_buffer("hidden", (t * c.hidden_size * 4) as u64)?;
+        let mut rec = Recorder::new(gpu);
+        embedding(&mut rec, &x, &self.embed_tokens, &hidden, t);
+        self.forward_embedded(rec, &hidden, batch, cache, opts)
+    }
+
+    /// The decoder stack from input embeddings already in `hidden` ([T, H]); the vision models
+    /// splice image features into `hidden` before calling this.
+    pub fn forward_embedded(
+        &self,
+        mut rec: Recorder,
+        hidden: &wgpu::Buffer,
+        batch: &PackedBatch,
+        cache: &mut KvCache,
+        opts: &ForwardOptions<'_>,
+    ) -> anyhow::Result<ForwardOutput> {
+        let c = &self.config;
+        let gpu = &self.gpu;
+        let t = batch.len();
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let q_dim = c.num_attention_heads * c.head_dim;
+        let row0 = cache.len;
+        let f = |n: usize| (t * n * 4) as u64;
+        let xn = gpu.storage_buffer("normed", f(h))?;
+        let q = gpu.storage_buffer("q", f(q_dim))?;
+        let attn = gpu.storage_buffer("attn", f(q_dim))?;
+        let gate = gpu.storage_buffer("gate", f(i))?;
+        let up = gpu.storage_buffer("up", f(i))?;
+        let sections = vec![0usize; c.head_dim / 2];
+        let tables = rope_tables(&batch.positions, batch.pos_stride, c.head_dim, c.rope_theta, &sections);
+        let cos = gpu.storage_from("rope cos", &tables.cos)?;
+        let sin = gpu.storage_from("rope sin", &tables.sin)?;
+        let ranges = gpu.storage_from("kv ranges", &batch.kv_ranges(row0, c.sliding_window))?;
+        let token_group = gpu.storage_from("token groups", &batch.token_group)?;
+        if let Some(s) = opts.stats {
+            if s.layers != c.num_hidden_layers || s.width != i {
+                bail!("statistics buffer is {}x{}, model has {}x{}", s.layers, s.width, c.num_hidden_layers, i);
+            }
+        }
+        let capture = if opts.capture_hidden { Some(gpu.storage_buffer("captured hidden", f(h) * c.num_hidden_layers as u64)?) } else { None };
+        let shape = AttentionShape { tokens: t, heads: c.num_attention_heads, kv_heads: c.num_key_value_heads, head_dim: c.head_dim };
+        let scale = 1.0 / (c.head_dim as f32).sqrt();
+        let to_cache = MatmulOut { row_offset: row0, accumulate: false };
+        let residual = MatmulOut { row_offset: 0, accumulate: true };
+        for (l, layer) in self.layers.iter().enumerate() {
+            let a = &layer.self_attn;
+            rmsnorm(&mut rec, hidden, &layer.input_layernorm, &xn, t, h, c.rms_norm_eps);
+            a.q_proj.forward(&mut rec, &xn, &q, t, MatmulOut::default());
+            a.k_proj.forward(&mut rec, &xn, &cache.k[l], t, to_cache);
+            a.v_proj.forward(&mut rec, &xn, &cache.v[l], t, to_cache);
+            rope(&mut rec, &cos, &sin, &q, t, c.num_attention_heads, c.head_dim, 0);
+            rope(&mut rec, &cos, &sin, &cache.k[l], t, c.num_key_value_heads, c.head_dim, row0);
+            attention(&mut rec, &q, &cache.k[l], &cache.v[l], &ranges, &attn, shape, scale);
+            a.o_proj.forward(&mut rec, &attn, hidden, t, residual);
+            let m = &layer.mlp;
+            rmsnorm(&mut rec, hidden, &layer.post_attention_layernorm, &xn, t, h, c.rms_norm_eps);
+            m.gate_proj.forward(&mut rec, &xn, &gate, t, MatmulOut::default());
+            m.up_proj.forward(&mut rec, &xn, &up, t, MatmulOut::default());
+            let side = SwigluSide {
+                token_group: &token_group,
+                intervention: &self.intervention.buffer,
+                acc: opts.stats.map(|s| (&s.buffer, s.groups)),
+                layer: l,
+                layers: c.num_hidden_layers,
+            };
+            swiglu(&mut rec, &gate, &up, &side, t, i);
+            m.down_proj.forward(&mut rec, &gate, hidden, t, residual);
+            if let Some(cap) = &capture {
+                rec.copy(hidden, 0, cap, f(h) * l as u64, f(h));
+            }
+        }
+        cache.len += t;
+        let rows: Vec<u32> = match &opts.logits {
+            LogitRows::All => (0..t as u32).collect(),
+            LogitRows::Rows(r) => r.clone(),
+            LogitRows::None => Vec::new(),
+        };
+        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= t) {
+            bail!("logit row {bad} is outside the batch of {t} tokens");
+        }
+        let mut out = ForwardOutput::default();
+        if opts.capture_hidden {
+            rmsnorm(&mut rec, hidden, &self.norm, &xn, t, h, c.rms_norm_eps);
+        }
+        rec.finish()?;
+        if let Some(cap) = &capture {
+            let all: Vec<f32> = gpu.read(cap, 0, c.num_hidden_layers * t * h)?;
+            out.hidden_states = all.chunks(t * h).map(|s| s.to_vec()).collect();
+            out.final_hidden = gpu.read(&xn, 0, t * h)?;
+        }
+        out.logits = self.lm_head_rows(hidden, &rows)?;
+        Ok(out)
+    }
+
+    /// final norm + lm_head on the chosen rows of the residual stream, in blocks that fit one
+    /// binding of [rows, vocab] f32.
+    fn lm_head_rows(&self, hidden: &wgpu::Buffer, rows: &[u32]) -> anyhow::Result<Vec<f32>> {
+        let c = &self.config;
+        let gpu = &self.gpu;
+        let (h, v) = (c.hidden_size, c.vocab_size);
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        let block = ((gpu.limits.max_storage_buffer_binding_size as usize / (v * 4)).max(1)).min(rows.len().max(1));
+        let mut logits = Vec::with_capacity(rows.len() * v);
+        for chunk in rows.chunks(block) {
+            let n = chunk.len();
+            let idx = gpu.storage_from("logit rows", chunk)?;
+            let picked = gpu.storage_buffer("picked", (n * h * 4) as u64)?;
+            let normed = gpu.storage_buffer("picked normed", (n * h * 4) as u64)?;
+            let out = gpu.storage_buffer("logits", (n * v * 4) as u64)?;
+            let mut rec = Recorder::new(gpu);
+            gather_rows(&mut rec, hidden, &idx, &picked, n, h);
+            rmsnorm(&mut rec, &picked, &self.norm, &normed, n, h, c.rms_norm_eps);
+            matmul(&mut rec, &normed, head, None, &out, n, MatmulOut::default());
+            rec.finish()?;
+            logits.extend(gpu.read::<f32>(&out, 0, n * v)?);
+        }
+        Ok(logits)
+    }
+}

@@ -1,0 +1,13 @@
+//! Model code. File and field names follow the HF modeling files they port
+//! (modeling_qwen2.py, modeling_mistral.py), so the two can be read side by side.
+
+pub mod batch;
+pub mod config;
+pub mod decoder;
+pub mod generate;
+pub mod stats;
+
+pub use batch::PackedBatch;
+pub use config::{Architecture, ConfigError, ModelConfig, TextConfig};
+pub use decoder::{Decoder, ForwardOptions, ForwardOutput};
+pub use stats::{Intervention, NeuronStats};
