@@ -1,7 +1,9 @@
 //! culturelens: a wgpu transformer runtime with hand-written WGSL kernels, built to find, score
 //! and ablate culture-sensitive neurons in vision-language models.
 
+pub mod bench;
 pub mod gpu;
 pub mod models;
 pub mod ops;
+pub mod text;
 pub mod weights;

@@ -22,6 +22,12 @@ fn quantize(v: &[f32], dtype: WeightDType) -> (Vec<u8>, Vec<f32>) {
 }
 
 fn check_matmul(dtype: WeightDType, m: usize, n: usize, k: usize, split_bytes: Option<u64>, seed: u64) {
+    for kernel in [matmul::MatmulKernel::Tiled, matmul::MatmulKernel::SplitK { rows_per_group: 4 }, matmul::MatmulKernel::SplitK { rows_per_group: 1 }] {
+        check_matmul_kernel(kernel, dtype, m, n, k, split_bytes, seed);
+    }
+}
+
+fn check_matmul_kernel(kernel: matmul::MatmulKernel, dtype: WeightDType, m: usize, n: usize, k: usize, split_bytes: Option<u64>, seed: u64) {
     let base = gpu();
     let g = match split_bytes {
         Some(b) => base.with_max_binding_bytes(b),
@@ -40,14 +46,14 @@ fn check_matmul(dtype: WeightDType, m: usize, n: usize, k: usize, split_bytes: O
     let bb = g.storage_from("b", &bias).unwrap();
     let yb = g.storage_from("y", &resid).unwrap();
     let mut rec = Recorder::new(&g);
-    matmul::matmul(&mut rec, &xb, &w, Some(&bb), &yb, m, matmul::MatmulOut { row_offset: 0, accumulate: true });
+    matmul::matmul_with(&mut rec, kernel, &xb, &w, Some(&bb), &yb, m, matmul::MatmulOut { row_offset: 0, accumulate: true });
     rec.finish().unwrap();
     let got: Vec<f32> = g.read(&yb, 0, m * n).unwrap();
     let mut want = matmul::matmul_ref(&x, &wq, Some(&bias), m, n, k);
     for (w, r) in want.iter_mut().zip(&resid) {
         *w += r;
     }
-    assert_close(&format!("matmul {dtype:?} {m}x{n}x{k}"), &got, &want, 1e-4, 1e-4);
+    assert_close(&format!("matmul {kernel:?} {dtype:?} {m}x{n}x{k}"), &got, &want, 1e-4, 1e-4);
 }
 
 #[test]
@@ -77,12 +83,15 @@ fn matmul_without_bias_overwrites_at_row_offset() {
     let w = WeightTensor::upload(&g, "w", WeightDType::F32, n, k, &wb).unwrap();
     let xb = g.storage_from("x", &x).unwrap();
     let yb = g.storage_from("y", &vec![7.0f32; (m + 3) * n]).unwrap();
-    let mut rec = Recorder::new(&g);
-    matmul::matmul(&mut rec, &xb, &w, None, &yb, m, matmul::MatmulOut { row_offset: 3, accumulate: false });
-    rec.finish().unwrap();
-    let got: Vec<f32> = g.read(&yb, 0, (m + 3) * n).unwrap();
-    assert!(got[..3 * n].iter().all(|&v| v == 7.0), "rows before the offset untouched");
-    assert_close("matmul offset", &got[3 * n..], &matmul::matmul_ref(&x, &wq, None, m, n, k), 1e-4, 1e-4);
+    for kernel in [matmul::MatmulKernel::Tiled, matmul::MatmulKernel::SplitK { rows_per_group: 4 }] {
+        g.write_padded(&yb, 0, bytemuck::cast_slice(&vec![7.0f32; (m + 3) * n]));
+        let mut rec = Recorder::new(&g);
+        matmul::matmul_with(&mut rec, kernel, &xb, &w, None, &yb, m, matmul::MatmulOut { row_offset: 3, accumulate: false });
+        rec.finish().unwrap();
+        let got: Vec<f32> = g.read(&yb, 0, (m + 3) * n).unwrap();
+        assert!(got[..3 * n].iter().all(|&v| v == 7.0), "rows before the offset untouched");
+        assert_close("matmul offset", &got[3 * n..], &matmul::matmul_ref(&x, &wq, None, m, n, k), 1e-4, 1e-4);
+    }
 }
 
 #[test]

@@ -155,6 +155,26 @@ impl Decoder {
         })
     }
 
+    /// Assembles a decoder from weights already on the GPU (benchmarks build random ones).
+    pub fn from_parts(
+        gpu: &Arc<Gpu>,
+        config: &TextConfig,
+        embed_tokens: WeightTensor,
+        layers: Vec<DecoderLayer>,
+        norm: wgpu::Buffer,
+        lm_head: Option<WeightTensor>,
+    ) -> anyhow::Result<Decoder> {
+        Ok(Decoder {
+            intervention: Intervention::identity(gpu, config.num_hidden_layers, config.intermediate_size)?,
+            config: config.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            gpu: gpu.clone(),
+        })
+    }
+
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.gpu
     }

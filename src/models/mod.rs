@@ -2,12 +2,14 @@
 //! (modeling_qwen2.py, modeling_mistral.py), so the two can be read side by side.
 
 pub mod batch;
+pub mod causal_lm;
 pub mod config;
 pub mod decoder;
 pub mod generate;
 pub mod stats;
 
 pub use batch::PackedBatch;
+pub use causal_lm::CausalLm;
 pub use config::{Architecture, ConfigError, ModelConfig, TextConfig};
 pub use decoder::{Decoder, ForwardOptions, ForwardOutput};
 pub use stats::{Intervention, NeuronStats};

@@ -1,4 +1,4 @@
-use crate::gpu::{Binding, Recorder, WeightTensor};
+use crate::gpu::{Binding, Gpu, Recorder, WeightTensor};
 
 use super::shaders;
 
@@ -24,6 +24,27 @@ pub struct MatmulOut {
     pub accumulate: bool,
 }
 
+/// The two matmul kernels: 64x64 register tiles for many rows on GPUs, and split-K over a
+/// workgroup (MB rows x 4 columns each) for few rows and for CPU adapters, where tiles staged
+/// through workgroup memory turn into gathers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulKernel {
+    Tiled,
+    SplitK { rows_per_group: u32 },
+}
+
+impl MatmulKernel {
+    pub fn choose(gpu: &Gpu, m: usize) -> MatmulKernel {
+        if m == 1 {
+            MatmulKernel::SplitK { rows_per_group: 1 }
+        } else if m <= 8 || gpu.info.device_type == wgpu::DeviceType::Cpu {
+            MatmulKernel::SplitK { rows_per_group: 4 }
+        } else {
+            MatmulKernel::Tiled
+        }
+    }
+}
+
 /// y[m, :] (+)= x[m, :] · wᵀ + bias over `m` rows; x is [m, w.cols], y rows have w.rows columns.
 pub fn matmul(
     rec: &mut Recorder,
@@ -34,8 +55,26 @@ pub fn matmul(
     m: usize,
     out: MatmulOut,
 ) {
+    let kernel = MatmulKernel::choose(rec.gpu(), m);
+    matmul_with(rec, kernel, x, w, bias, y, m, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_with(
+    rec: &mut Recorder,
+    kernel: MatmulKernel,
+    x: &wgpu::Buffer,
+    w: &WeightTensor,
+    bias: Option<&wgpu::Buffer>,
+    y: &wgpu::Buffer,
+    m: usize,
+    out: MatmulOut,
+) {
     let gpu = rec.gpu().clone();
-    let pipeline = shaders::weight_pipeline(&gpu, "matmul", shaders::MATMUL, w.dtype);
+    let pipeline = match kernel {
+        MatmulKernel::Tiled => shaders::weight_pipeline(&gpu, "matmul", shaders::MATMUL, w.dtype),
+        MatmulKernel::SplitK { rows_per_group } => shaders::matmul_splitk_pipeline(&gpu, w.dtype, rows_per_group),
+    };
     // Unused bias slot still needs a buffer bound; x serves (it is never read then).
     let bias_buf = bias.unwrap_or(x);
     for chunk in &w.chunks {
@@ -49,7 +88,13 @@ pub fn matmul(
             has_bias: bias.is_some() as u32,
             accumulate: out.accumulate as u32,
         };
-        let groups = [(chunk.rows as u32).div_ceil(64), (m as u32).div_ceil(64), 1];
+        let groups = match kernel {
+            MatmulKernel::Tiled => [(chunk.rows as u32).div_ceil(64), (m as u32).div_ceil(64), 1],
+            MatmulKernel::SplitK { rows_per_group } => {
+                let col_groups = (chunk.rows as u32).div_ceil(4);
+                [col_groups.min(65535), (m as u32).div_ceil(rows_per_group), col_groups.div_ceil(65535)]
+            }
+        };
         rec.dispatch(
             &pipeline,
             &params,

@@ -4,6 +4,7 @@
 use crate::gpu::{Gpu, ShaderKey, WeightDType};
 
 pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+pub const MATMUL_SPLITK: &str = include_str!("../../shaders/matmul_splitk.wgsl");
 pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 pub const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
 pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
@@ -25,6 +26,9 @@ pub fn all_variants() -> Vec<(ShaderKey, String)> {
     for dt in [WeightDType::BF16, WeightDType::F16, WeightDType::F32] {
         v.push((ShaderKey::new("matmul", dt.name()), format!("{}\n{}", weight_loader(dt), MATMUL)));
         v.push((ShaderKey::new("embedding", dt.name()), format!("{}\n{}", weight_loader(dt), EMBEDDING)));
+        for mb in [1, 4] {
+            v.push((ShaderKey::new("matmul_splitk", format!("{}-mb{mb}", dt.name())), matmul_splitk_source(dt, mb)));
+        }
     }
     for (name, src) in [
         ("rmsnorm", RMSNORM),
@@ -45,4 +49,13 @@ pub fn pipeline(gpu: &Gpu, name: &'static str, src: &'static str) -> wgpu::Compu
 pub fn weight_pipeline(gpu: &Gpu, name: &'static str, src: &'static str, dtype: WeightDType) -> wgpu::ComputePipeline {
     gpu.pipelines
         .get(&gpu.device, &ShaderKey::new(name, dtype.name()), || format!("{}\n{}", weight_loader(dtype), src))
+}
+
+fn matmul_splitk_source(dtype: WeightDType, rows_per_group: u32) -> String {
+    format!("const MB: u32 = {rows_per_group}u;\n{}\n{}", weight_loader(dtype), MATMUL_SPLITK)
+}
+
+pub fn matmul_splitk_pipeline(gpu: &Gpu, dtype: WeightDType, rows_per_group: u32) -> wgpu::ComputePipeline {
+    let key = ShaderKey::new("matmul_splitk", format!("{}-mb{rows_per_group}", dtype.name()));
+    gpu.pipelines.get(&gpu.device, &key, || matmul_splitk_source(dtype, rows_per_group))
 }

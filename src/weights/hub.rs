@@ -14,7 +14,7 @@ pub fn resolve_model_dir(model: &str) -> anyhow::Result<PathBuf> {
     if !looks_like_id {
         anyhow::bail!("--model {model}: no such directory");
     }
-    let cache = hf_hub::Cache::from_env();
+    let cache = hub_cache();
     match cache.model(model.to_string()).get("config.json") {
         Some(config) => Ok(config.parent().map(Path::to_path_buf).unwrap_or_default()),
         None => anyhow::bail!(
@@ -23,4 +23,14 @@ pub fn resolve_model_dir(model: &str) -> anyhow::Result<PathBuf> {
             cache.path().display()
         ),
     }
+}
+
+/// The hub cache the way huggingface_hub finds it: HF_HUB_CACHE (or the older
+/// HUGGINGFACE_HUB_CACHE), else HF_HOME/hub, else ~/.cache/huggingface/hub.
+fn hub_cache() -> hf_hub::Cache {
+    ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"]
+        .iter()
+        .find_map(|v| std::env::var_os(v).filter(|p| !p.is_empty()))
+        .map(|p| hf_hub::Cache::new(PathBuf::from(p)))
+        .unwrap_or_else(hf_hub::Cache::from_env)
 }
