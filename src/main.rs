@@ -15,8 +15,21 @@ use culturelens::weights::resolve_model_dir;
 /// The bundled default model, used when `run` is given no --model.
 const BUNDLED_MODEL: &str = "assets/models/qwen2-tiny";
 
+/// The bundled model relative to the working directory (a checkout), else in the source tree
+/// this binary was built from.
+fn bundled_or(model: &str) -> String {
+    if model == BUNDLED_MODEL && !std::path::Path::new(model).is_dir() {
+        return format!("{}/{BUNDLED_MODEL}", env!("CARGO_MANIFEST_DIR"));
+    }
+    model.to_string()
+}
+
 #[derive(Parser)]
-#[command(name = "culturelens", version, about = "Find, score and ablate culture-sensitive neurons in VLMs, on any GPU")]
+#[command(
+    name = "culturelens",
+    version,
+    about = "Find, score and ablate culture-sensitive neurons in VLMs, on any GPU"
+)]
 struct Cli {
     /// Adapter to use: an index from `culturelens devices` or part of its name
     /// (default: the first discrete GPU, else any).
@@ -64,7 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { model, prompt, raw, max_new_tokens, dump } => {
-            let dir = resolve_model_dir(&model)?;
+            let dir = resolve_model_dir(&bundled_or(&model))?;
             let text = TextProcessor::load(&dir)?;
             let ids = if raw {
                 text.encode(&prompt, true)?

@@ -47,7 +47,14 @@ fn scratch_model() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("qwen2-tiny");
     std::fs::create_dir(&dir).unwrap();
-    for f in ["config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"] {
+    for f in [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
     }
     (tmp, dir)
@@ -68,7 +75,7 @@ fn edit_header(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     f(&mut header);
     let mut h = serde_json::to_vec(&header).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
@@ -166,7 +173,10 @@ fn missing_chat_template_unless_raw() {
     v.as_object_mut().unwrap().remove("chat_template");
     std::fs::write(&p, v.to_string()).unwrap();
     expect_error(&dir, &[], &["no chat template", "--raw"]);
-    let o = culturelens(&["run", "--model", dir.to_str().unwrap(), "--prompt", PROMPT, "--raw", "--max-new-tokens", "2"], &[]);
+    let o = culturelens(
+        &["run", "--model", dir.to_str().unwrap(), "--prompt", PROMPT, "--raw", "--max-new-tokens", "2"],
+        &[],
+    );
     assert_eq!(o.code, Some(0), "--raw needs no template: {}", o.stderr);
 }
 
@@ -176,7 +186,10 @@ fn model_path_that_does_not_exist() {
     assert_eq!(o.code, Some(1));
     assert!(o.stderr.contains("/no/such/model"), "{}", o.stderr);
     let cache = tempfile::tempdir().unwrap();
-    let o = culturelens(&["run", "--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--prompt", PROMPT], &[("HF_HUB_CACHE", cache.path().to_str().unwrap())]);
+    let o = culturelens(
+        &["run", "--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--prompt", PROMPT],
+        &[("HF_HUB_CACHE", cache.path().to_str().unwrap())],
+    );
     assert_eq!(o.code, Some(1));
     assert!(o.stderr.contains("not in the local Hugging Face cache"), "{}", o.stderr);
 }
@@ -185,7 +198,11 @@ fn model_path_that_does_not_exist() {
 fn no_adapter_says_what_to_install() {
     let o = culturelens(
         &["run", "--model", "assets/models/qwen2-tiny", "--prompt", PROMPT],
-        &[("VK_ICD_FILENAMES", "/nonexistent/icd.json"), ("VK_DRIVER_FILES", "/nonexistent/icd.json"), ("WGPU_BACKEND", "vulkan")],
+        &[
+            ("VK_ICD_FILENAMES", "/nonexistent/icd.json"),
+            ("VK_DRIVER_FILES", "/nonexistent/icd.json"),
+            ("WGPU_BACKEND", "vulkan"),
+        ],
     );
     assert_eq!(o.code, Some(1), "{}", o.stderr);
     assert!(o.stderr.contains("no GPU adapter") && o.stderr.contains("mesa-vulkan-drivers"), "{}", o.stderr);
@@ -216,22 +233,55 @@ fn sharded_checkpoint_in_hf_cache_layout_runs_like_the_single_file() {
     let mut weight_map = serde_json::Map::new();
     for (i, part) in names.chunks(names.len() / 2 + 1).enumerate() {
         let file = format!("model-0000{}-of-00002.safetensors", i + 1);
-        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = part.iter().map(|n| (n.clone(), st.tensor(n).unwrap())).collect();
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+            part.iter().map(|n| (n.clone(), st.tensor(n).unwrap())).collect();
         safetensors::serialize_to_file(views, None, &snap.join(&file)).unwrap();
         for n in part {
             weight_map.insert(n.clone(), serde_json::json!(file));
         }
     }
-    std::fs::write(snap.join("model.safetensors.index.json"), serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string()).unwrap();
-    for f in ["config.json", "generation_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"] {
+    std::fs::write(
+        snap.join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string(),
+    )
+    .unwrap();
+    for f in
+        ["config.json", "generation_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+    {
         std::fs::copy(dir.join(f), snap.join(f)).unwrap();
     }
     let dump_a = cache.path().join("a.safetensors");
     let dump_b = cache.path().join("b.safetensors");
     let env = [("HF_HUB_CACHE", cache.path().to_str().unwrap())];
-    let a = culturelens(&["run", "--model", "culture/tiny", "--prompt", PROMPT, "--max-new-tokens", "3", "--dump", dump_a.to_str().unwrap()], &env);
+    let a = culturelens(
+        &[
+            "run",
+            "--model",
+            "culture/tiny",
+            "--prompt",
+            PROMPT,
+            "--max-new-tokens",
+            "3",
+            "--dump",
+            dump_a.to_str().unwrap(),
+        ],
+        &env,
+    );
     assert_eq!(a.code, Some(0), "{}", a.stderr);
-    let b = culturelens(&["run", "--model", dir.to_str().unwrap(), "--prompt", PROMPT, "--max-new-tokens", "3", "--dump", dump_b.to_str().unwrap()], &[]);
+    let b = culturelens(
+        &[
+            "run",
+            "--model",
+            dir.to_str().unwrap(),
+            "--prompt",
+            PROMPT,
+            "--max-new-tokens",
+            "3",
+            "--dump",
+            dump_b.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(b.code, Some(0), "{}", b.stderr);
     assert_eq!(a.stdout, b.stdout);
     assert_eq!(std::fs::read(dump_a).unwrap(), std::fs::read(dump_b).unwrap());
@@ -242,13 +292,28 @@ fn dump_holds_ids_and_logits_matching_hf() {
     let tmp = tempfile::tempdir().unwrap();
     let dump = tmp.path().join("dump.safetensors");
     let golden = common::Golden::open("qwen2-tiny");
-    let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(golden.dir.join("case.json")).unwrap()).unwrap();
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(golden.dir.join("case.json")).unwrap()).unwrap();
     let prompt = case["conversation"][0]["content"].as_str().unwrap();
-    let o = culturelens(&["run", "--model", golden.dir.to_str().unwrap(), "--prompt", prompt, "--max-new-tokens", "2", "--dump", dump.to_str().unwrap()], &[]);
+    let o = culturelens(
+        &[
+            "run",
+            "--model",
+            golden.dir.to_str().unwrap(),
+            "--prompt",
+            prompt,
+            "--max-new-tokens",
+            "2",
+            "--dump",
+            dump.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     let bytes = std::fs::read(&dump).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let ids: Vec<i64> = st.tensor("input_ids").unwrap().data().chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    let ids: Vec<i64> =
+        st.tensor("input_ids").unwrap().data().chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
     assert_eq!(ids, golden.i64("input_ids"), "ids after the chat template");
     let logits = st.tensor("logits").unwrap();
     assert_eq!(logits.shape(), &[ids.len(), 704]);

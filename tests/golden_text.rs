@@ -26,6 +26,7 @@ fn solo(model: &Decoder, ids: &[u32], opts: &ForwardOptions<'_>) -> culturelens:
 
 fn check_logits(what: &str, got: &[f32], want: &[f32], vocab: usize) {
     let e = nmse(got, want);
+    eprintln!("{what}: logits NMSE {e:.2e}");
     assert!(e <= 1e-8, "{what}: logits NMSE {e:e} > 1e-8");
     assert_eq!(argmax_rows(got, vocab), argmax_rows(want, vocab), "{what}: argmax differs");
 }
@@ -40,6 +41,7 @@ fn logits_and_hidden_states_match_hf() {
         check_logits(case, &out.logits, &golden.f32("logits"), model.config.vocab_size);
         for (l, h) in out.hidden_states.iter().enumerate() {
             let e = nmse(h, &golden.f32(&format!("hidden_states.{l}")));
+            eprintln!("{case}: hidden_states.{l} NMSE {e:.2e}");
             assert!(e <= 1e-8, "{case}: hidden_states.{l} NMSE {e:e}");
         }
         let e = nmse(&out.final_hidden, &golden.f32("final_hidden"));
@@ -70,7 +72,11 @@ fn check_sums(what: &str, got: &[f64], want: &[f32]) {
     let rms = (want.iter().map(|&w| (w as f64).powi(2)).sum::<f64>() / want.len() as f64).sqrt();
     for (j, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g - w as f64).abs();
-        assert!(err <= 1e-5 * (w as f64).abs() + 1e-6 * rms, "{what}[{j}]: {g} vs {w} (rel {:e})", err / (w as f64).abs());
+        assert!(
+            err <= 1e-5 * (w as f64).abs() + 1e-6 * rms,
+            "{what}[{j}]: {g} vs {w} (rel {:e})",
+            err / (w as f64).abs()
+        );
     }
 }
 
@@ -85,11 +91,17 @@ fn neuron_statistics_match_hf() {
         // Group 0 = every position, group 1 = last position only: two passes over the same prompt.
         let stats = NeuronStats::new(&g, 2, layers, width).unwrap();
         for group_of in [|_: usize, _: usize| 0u32, |i: usize, n: usize| if i + 1 == n { 1 } else { EXCLUDED }] {
-            let mut batch = PackedBatch::from_sequences(&[ids.clone()]);
+            let mut batch = PackedBatch::from_sequences(std::slice::from_ref(&ids));
             let n = ids.len();
             batch.token_group = (0..n).map(|i| group_of(i, n)).collect();
             let mut cache = model.new_cache(n).unwrap();
-            model.forward(&batch, &mut cache, &ForwardOptions { logits: LogitRows::None, stats: Some(&stats), ..Default::default() }).unwrap();
+            model
+                .forward(
+                    &batch,
+                    &mut cache,
+                    &ForwardOptions { logits: LogitRows::None, stats: Some(&stats), ..Default::default() },
+                )
+                .unwrap();
         }
         let s = stats.read().unwrap();
         let lw = layers * width;
@@ -152,9 +164,61 @@ fn kv_cache_decode_matches_full_prefill() {
         model.forward(&head, &mut cache, &ForwardOptions { logits: LogitRows::None, ..Default::default() }).unwrap();
         for i in n - 3..n {
             let step = PackedBatch::continuation(ids[i], cache.len);
-            let out = model.forward(&step, &mut cache, &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() }).unwrap();
+            let out = model
+                .forward(&step, &mut cache, &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() })
+                .unwrap();
             let e = nmse(&out.logits, &want[i * v..(i + 1) * v]);
             assert!(e <= 1e-8, "{case}: decode step {i} NMSE {e:e}");
+        }
+    }
+}
+
+/// Rewrites every bf16 tensor of `case` as `dtype` ("F32" or "F16") into a scratch model dir.
+fn converted_checkpoint(case: &str, dtype: safetensors::Dtype) -> tempfile::TempDir {
+    let src = common::fixture_dir(case);
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["config.json", "generation_config.json"] {
+        std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
+    }
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, view) in st.tensors() {
+        assert_eq!(view.dtype(), safetensors::Dtype::BF16);
+        let vals = view.data().chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32());
+        let out: Vec<u8> = match dtype {
+            safetensors::Dtype::F32 => vals.flat_map(|v| v.to_le_bytes()).collect(),
+            safetensors::Dtype::F16 => vals.flat_map(|v| half::f16::from_f32(v).to_le_bytes()).collect(),
+            other => panic!("unsupported {other:?}"),
+        };
+        data.push((name, view.shape().to_vec(), out));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
+        .iter()
+        .map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(dtype, s.clone(), d).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &tmp.path().join("model.safetensors")).unwrap();
+    tmp
+}
+
+#[test]
+fn f32_and_f16_checkpoints_run_too() {
+    for case in CASES {
+        let golden = Golden::open(case);
+        let ids = golden.ids("input_ids");
+        for (dtype, bound) in [(safetensors::Dtype::F32, 1e-8), (safetensors::Dtype::F16, 1e-6)] {
+            let dir = converted_checkpoint(case, dtype);
+            let cfg = ModelConfig::load(dir.path()).unwrap();
+            let store = WeightStore::open(dir.path()).unwrap();
+            let model = Decoder::load(&gpu(), &store, &cfg.text, "model.", "lm_head.weight").unwrap();
+            assert_eq!(
+                model.layers[0].mlp.up_proj.weight.dtype.name(),
+                if dtype == safetensors::Dtype::F32 { "f32" } else { "f16" }
+            );
+            let out = solo(&model, &ids, &ForwardOptions::default());
+            // f32 holds the bf16 values exactly; f16 rounds the smallest ones.
+            let e = nmse(&out.logits, &golden.f32("logits"));
+            assert!(e <= bound, "{case} as {dtype:?}: NMSE {e:e}");
         }
     }
 }

@@ -22,12 +22,24 @@ fn quantize(v: &[f32], dtype: WeightDType) -> (Vec<u8>, Vec<f32>) {
 }
 
 fn check_matmul(dtype: WeightDType, m: usize, n: usize, k: usize, split_bytes: Option<u64>, seed: u64) {
-    for kernel in [matmul::MatmulKernel::Tiled, matmul::MatmulKernel::SplitK { rows_per_group: 4 }, matmul::MatmulKernel::SplitK { rows_per_group: 1 }] {
+    for kernel in [
+        matmul::MatmulKernel::Tiled,
+        matmul::MatmulKernel::SplitK { rows_per_group: 4 },
+        matmul::MatmulKernel::SplitK { rows_per_group: 1 },
+    ] {
         check_matmul_kernel(kernel, dtype, m, n, k, split_bytes, seed);
     }
 }
 
-fn check_matmul_kernel(kernel: matmul::MatmulKernel, dtype: WeightDType, m: usize, n: usize, k: usize, split_bytes: Option<u64>, seed: u64) {
+fn check_matmul_kernel(
+    kernel: matmul::MatmulKernel,
+    dtype: WeightDType,
+    m: usize,
+    n: usize,
+    k: usize,
+    split_bytes: Option<u64>,
+    seed: u64,
+) {
     let base = gpu();
     let g = match split_bytes {
         Some(b) => base.with_max_binding_bytes(b),
@@ -46,7 +58,16 @@ fn check_matmul_kernel(kernel: matmul::MatmulKernel, dtype: WeightDType, m: usiz
     let bb = g.storage_from("b", &bias).unwrap();
     let yb = g.storage_from("y", &resid).unwrap();
     let mut rec = Recorder::new(&g);
-    matmul::matmul_with(&mut rec, kernel, &xb, &w, Some(&bb), &yb, m, matmul::MatmulOut { row_offset: 0, accumulate: true });
+    matmul::matmul_with(
+        &mut rec,
+        kernel,
+        &xb,
+        &w,
+        Some(&bb),
+        &yb,
+        m,
+        matmul::MatmulOut { row_offset: 0, accumulate: true },
+    );
     rec.finish().unwrap();
     let got: Vec<f32> = g.read(&yb, 0, m * n).unwrap();
     let mut want = matmul::matmul_ref(&x, &wq, Some(&bias), m, n, k);
@@ -86,7 +107,16 @@ fn matmul_without_bias_overwrites_at_row_offset() {
     for kernel in [matmul::MatmulKernel::Tiled, matmul::MatmulKernel::SplitK { rows_per_group: 4 }] {
         g.write_padded(&yb, 0, bytemuck::cast_slice(&vec![7.0f32; (m + 3) * n]));
         let mut rec = Recorder::new(&g);
-        matmul::matmul_with(&mut rec, kernel, &xb, &w, None, &yb, m, matmul::MatmulOut { row_offset: 3, accumulate: false });
+        matmul::matmul_with(
+            &mut rec,
+            kernel,
+            &xb,
+            &w,
+            None,
+            &yb,
+            m,
+            matmul::MatmulOut { row_offset: 3, accumulate: false },
+        );
         rec.finish().unwrap();
         let got: Vec<f32> = g.read(&yb, 0, (m + 3) * n).unwrap();
         assert!(got[..3 * n].iter().all(|&v| v == 7.0), "rows before the offset untouched");
@@ -174,7 +204,9 @@ fn packed_ranges(lens: &[usize]) -> Vec<u32> {
 fn attention_packed_gqa_matches_reference() {
     let g = gpu();
     let mut r = rng(9);
-    for (lens, heads, kv_heads, hd) in [(vec![5usize, 70, 3], 6usize, 2usize, 24usize), (vec![131], 4, 1, 16), (vec![1, 2], 2, 2, 100)] {
+    for (lens, heads, kv_heads, hd) in
+        [(vec![5usize, 70, 3], 6usize, 2usize, 24usize), (vec![131], 4, 1, 16), (vec![1, 2], 2, 2, 100)]
+    {
         let tokens: usize = lens.iter().sum();
         let s = attention::AttentionShape { tokens, heads, kv_heads, head_dim: hd };
         let q = randn(&mut r, tokens * heads * hd, 2.0);
@@ -201,12 +233,17 @@ fn swiglu_stats_groups_exclusion_and_intervention() {
     let gate = randn(&mut r, tokens * width, 4.0);
     let up = randn(&mut r, tokens * width, 1.0);
     // Runs of groups with exclusions in between, as a packed batch with a position rule produces.
-    let token_group: Vec<u32> = (0..tokens)
-        .map(|t| if t % 7 == 3 { swiglu::EXCLUDED } else { [2u32, 0, 3, 0][(t / 15) % 4] })
-        .collect();
+    let token_group: Vec<u32> =
+        (0..tokens).map(|t| if t % 7 == 3 { swiglu::EXCLUDED } else { [2u32, 0, 3, 0][(t / 15) % 4] }).collect();
     let mut interv = vec![0f32; layers * width * 2];
     for j in 0..width {
-        let (s, b) = if j % 5 == 0 { (0.0, 0.0) } else if j % 5 == 1 { (0.0, 0.25) } else { (1.0 + j as f32 * 0.01, 0.0) };
+        let (s, b) = if j % 5 == 0 {
+            (0.0, 0.0)
+        } else if j % 5 == 1 {
+            (0.0, 0.25)
+        } else {
+            (1.0 + j as f32 * 0.01, 0.0)
+        };
         interv[(layer * width + j) * 2] = s;
         interv[(layer * width + j) * 2 + 1] = b;
     }
@@ -225,7 +262,11 @@ fn swiglu_stats_groups_exclusion_and_intervention() {
         rec.finish().unwrap();
     }
     let h: Vec<f32> = g.read(&gb, 0, gate.len()).unwrap();
-    let mut want = swiglu::NeuronSums { count_pos: vec![0; groups * width], sum: vec![0.0; groups * width], sum_sq: vec![0.0; groups * width] };
+    let mut want = swiglu::NeuronSums {
+        count_pos: vec![0; groups * width],
+        sum: vec![0.0; groups * width],
+        sum_sq: vec![0.0; groups * width],
+    };
     let layer_iv = &interv[layer * width * 2..(layer + 1) * width * 2];
     let want_h = swiglu::swiglu_ref(&gate, &up, &token_group, layer_iv, width, &mut want);
     swiglu::swiglu_ref(&gate, &up, &token_group, layer_iv, width, &mut want);
@@ -242,7 +283,12 @@ fn swiglu_stats_groups_exclusion_and_intervention() {
                 }
                 let b = gi * width + j;
                 assert_eq!(got.count_pos[a], want.count_pos[b], "count g{gi} j{j}");
-                assert!((got.sum[a] - want.sum[b]).abs() <= 1e-5 * want.sum_sq[b].sqrt().max(1e-3), "sum g{gi} j{j}: {} vs {}", got.sum[a], want.sum[b]);
+                assert!(
+                    (got.sum[a] - want.sum[b]).abs() <= 1e-5 * want.sum_sq[b].sqrt().max(1e-3),
+                    "sum g{gi} j{j}: {} vs {}",
+                    got.sum[a],
+                    want.sum[b]
+                );
                 assert!((got.sum_sq[a] - want.sum_sq[b]).abs() <= 1e-5 * want.sum_sq[b].max(1e-3), "sum_sq g{gi} j{j}");
             }
         }
@@ -271,7 +317,8 @@ fn swiglu_stats_do_not_drift_over_1e8_positions() {
     for _ in 0..reps {
         let mut rec = Recorder::new(&g);
         rec.copy(&gb, 0, &hb, 0, (gate.len() * 4) as u64);
-        let side = swiglu::SwigluSide { token_group: &tg, intervention: &ib, acc: Some((&acc, 1)), layer: 0, layers: 1 };
+        let side =
+            swiglu::SwigluSide { token_group: &tg, intervention: &ib, acc: Some((&acc, 1)), layer: 0, layers: 1 };
         swiglu::swiglu(&mut rec, &hb, &ub, &side, tokens, width);
         rec.finish().unwrap();
     }
@@ -288,7 +335,12 @@ fn swiglu_stats_do_not_drift_over_1e8_positions() {
         }
         let n = reps as f64;
         assert_eq!(got.count_pos[j], c * reps as u64, "count neuron {j}");
-        assert!((got.sum[j] - s * n).abs() <= 1e-5 * (s * n).abs().max(1.0), "sum neuron {j}: {} vs {}", got.sum[j], s * n);
+        assert!(
+            (got.sum[j] - s * n).abs() <= 1e-5 * (s * n).abs().max(1.0),
+            "sum neuron {j}: {} vs {}",
+            got.sum[j],
+            s * n
+        );
         assert!((got.sum_sq[j] - q * n).abs() <= 1e-5 * q * n, "sum_sq neuron {j}: {} vs {}", got.sum_sq[j], q * n);
     }
 }

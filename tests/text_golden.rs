@@ -7,24 +7,13 @@ use std::path::{Path, PathBuf};
 use culturelens::text::{ChatMessage, ContentPart, ContentStyle, TextError, TextProcessor};
 use serde_json::Value as Json;
 
-const CASES: [&str; 5] = [
-    "qwen2-tiny",
-    "mistral-tiny",
-    "qwen2_5_vl-tiny",
-    "llava_next-mistral-tiny",
-    "llava_next-qwen2-tiny",
-];
+const CASES: [&str; 5] =
+    ["qwen2-tiny", "mistral-tiny", "qwen2_5_vl-tiny", "llava_next-mistral-tiny", "llava_next-qwen2-tiny"];
 const TEXT_CASES: [&str; 2] = ["qwen2-tiny", "mistral-tiny"];
 
 fn case_dir(case: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(case);
-    assert!(
-        dir.join("case.json").is_file(),
-        "fixture missing: {}",
-        dir.display()
-    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(case);
+    assert!(dir.join("case.json").is_file(), "fixture missing: {}", dir.display());
     dir
 }
 
@@ -42,11 +31,7 @@ fn processor(case: &str) -> TextProcessor {
 }
 
 fn ids(v: &Json) -> Vec<u32> {
-    v.as_array()
-        .expect("id list")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
+    v.as_array().expect("id list").iter().map(|x| x.as_u64().expect("id") as u32).collect()
 }
 
 /// case.json's `conversation` (HF message dicts) as ChatMessages.
@@ -61,18 +46,13 @@ fn conversation(case: &Json) -> Vec<ChatMessage> {
                     .iter()
                     .map(|p| match p["type"].as_str() {
                         Some("image") => ContentPart::Image,
-                        Some("text") => {
-                            ContentPart::Text(p["text"].as_str().expect("text").to_string())
-                        }
+                        Some("text") => ContentPart::Text(p["text"].as_str().expect("text").to_string()),
                         other => panic!("unexpected content part type {other:?}"),
                     })
                     .collect(),
                 other => panic!("unexpected content {other}"),
             };
-            ChatMessage {
-                role: role.to_string(),
-                content,
-            }
+            ChatMessage { role: role.to_string(), content }
         })
         .collect()
 }
@@ -83,19 +63,14 @@ fn golden_input_ids(case: &str) -> Vec<i64> {
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("golden.safetensors");
     let t = st.tensor("input_ids").expect("input_ids");
     assert_eq!(t.dtype(), safetensors::Dtype::I64);
-    t.data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .collect()
+    t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()
 }
 
 #[test]
 fn render_matches_hf_prompt_for_all_cases() {
     for case in CASES {
         let c = case_json(case);
-        let rendered = processor(case)
-            .render_chat(&conversation(&c), true)
-            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        let rendered = processor(case).render_chat(&conversation(&c), true).unwrap_or_else(|e| panic!("{case}: {e}"));
         assert_eq!(rendered, c["prompt"].as_str().expect("prompt"), "{case}");
     }
 }
@@ -104,9 +79,7 @@ fn render_matches_hf_prompt_for_all_cases() {
 fn encode_prompt_matches_hf_text_ids_for_all_cases() {
     for case in CASES {
         let c = case_json(case);
-        let got = processor(case)
-            .encode_prompt(c["prompt"].as_str().expect("prompt"))
-            .expect("encode");
+        let got = processor(case).encode_prompt(c["prompt"].as_str().expect("prompt")).expect("encode");
         assert_eq!(got, ids(&c["prompt_text_ids"]), "{case}");
     }
 }
@@ -116,26 +89,16 @@ fn render_then_encode_matches_golden_input_ids_for_text_cases() {
     for case in TEXT_CASES {
         let c = case_json(case);
         let p = processor(case);
-        let ids = p
-            .encode_prompt(&p.render_chat(&conversation(&c), true).expect("render"))
-            .expect("encode");
+        let ids = p.encode_prompt(&p.render_chat(&conversation(&c), true).expect("render")).expect("encode");
         let golden: Vec<i64> = golden_input_ids(case);
-        assert_eq!(
-            ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
-            golden,
-            "{case}"
-        );
+        assert_eq!(ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(), golden, "{case}");
     }
 }
 
 /// The vision goldens differ from the text ids only by the image-token expansion.
 #[test]
 fn vision_golden_ids_are_text_ids_with_expanded_image_token() {
-    for case in [
-        "qwen2_5_vl-tiny",
-        "llava_next-mistral-tiny",
-        "llava_next-qwen2-tiny",
-    ] {
+    for case in ["qwen2_5_vl-tiny", "llava_next-mistral-tiny", "llava_next-qwen2-tiny"] {
         let c = case_json(case);
         let image = c["image_token_id"].as_i64().expect("image_token_id");
         let golden = golden_input_ids(case);
@@ -145,17 +108,10 @@ fn vision_golden_ids_are_text_ids_with_expanded_image_token() {
                 collapsed.push(id);
             }
         }
-        let text: Vec<i64> = ids(&c["prompt_text_ids"])
-            .into_iter()
-            .map(i64::from)
-            .collect();
+        let text: Vec<i64> = ids(&c["prompt_text_ids"]).into_iter().map(i64::from).collect();
         assert_eq!(collapsed, text, "{case}");
         let n = golden.iter().filter(|&&id| id == image).count();
-        assert_eq!(
-            n as u64,
-            c["num_image_tokens"].as_u64().expect("num_image_tokens"),
-            "{case}"
-        );
+        assert_eq!(n as u64, c["num_image_tokens"].as_u64().expect("num_image_tokens"), "{case}");
     }
 }
 
@@ -164,14 +120,7 @@ fn decode_round_trips() {
     let q = processor("qwen2-tiny");
     let s = "Which planet is known as the Red Planet?";
     assert_eq!(q.decode(&q.encode(s, false).unwrap(), false).unwrap(), s);
-    assert_eq!(
-        q.decode(
-            &q.encode("<|im_start|>user\nhi<|im_end|>", false).unwrap(),
-            true
-        )
-        .unwrap(),
-        "user\nhi"
-    );
+    assert_eq!(q.decode(&q.encode("<|im_start|>user\nhi<|im_end|>", false).unwrap(), true).unwrap(), "user\nhi");
 
     let m = processor("mistral-tiny");
     let s = "¿Cuál es la capital de Irlanda? Dublín";
@@ -194,26 +143,11 @@ fn special_token_ids() {
     assert_eq!(q.token_id("<|im_end|>"), Some(702));
     assert_eq!(q.token_id("<|no such token|>"), None);
     let m = processor("mistral-tiny");
-    assert_eq!(
-        (m.token_id("<unk>"), m.token_id("<s>"), m.token_id("</s>")),
-        (Some(0), Some(1), Some(2))
-    );
-    for case in [
-        "qwen2_5_vl-tiny",
-        "llava_next-mistral-tiny",
-        "llava_next-qwen2-tiny",
-    ] {
+    assert_eq!((m.token_id("<unk>"), m.token_id("<s>"), m.token_id("</s>")), (Some(0), Some(1), Some(2)));
+    for case in ["qwen2_5_vl-tiny", "llava_next-mistral-tiny", "llava_next-qwen2-tiny"] {
         let c = case_json(case);
-        let image = if case.starts_with("qwen2_5_vl") {
-            "<|image_pad|>"
-        } else {
-            "<image>"
-        };
-        assert_eq!(
-            processor(case).token_id(image).map(u64::from),
-            c["image_token_id"].as_u64(),
-            "{case}"
-        );
+        let image = if case.starts_with("qwen2_5_vl") { "<|image_pad|>" } else { "<image>" };
+        assert_eq!(processor(case).token_id(image).map(u64::from), c["image_token_id"].as_u64(), "{case}");
     }
     let v = processor("qwen2_5_vl-tiny");
     assert!(v.token_id("<|vision_start|>").is_some() && v.token_id("<|vision_end|>").is_some());
@@ -238,9 +172,7 @@ fn eos_ids_follow_generation_config() {
 // ---- error cases and less common inputs, in scratch directories ----
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("text_golden")
-        .join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("text_golden").join(name);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("scratch dir");
     dir
@@ -262,10 +194,7 @@ fn missing_tokenizer_json_names_the_file() {
     let dir = scratch("missing");
     let e = load_err(&dir);
     let path = dir.join("tokenizer.json");
-    assert!(
-        matches!(&e, TextError::Io { path: p, .. } if *p == path),
-        "{e:?}"
-    );
+    assert!(matches!(&e, TextError::Io { path: p, .. } if *p == path), "{e:?}");
     assert!(e.to_string().contains(&path.display().to_string()), "{e}");
 }
 
@@ -275,11 +204,7 @@ fn garbled_tokenizer_json_names_the_file() {
     fs::write(dir.join("tokenizer.json"), "{\"model\": [garbage").unwrap();
     let e = load_err(&dir);
     assert!(matches!(&e, TextError::Tokenizer { .. }), "{e:?}");
-    assert!(
-        e.to_string()
-            .contains(&dir.join("tokenizer.json").display().to_string()),
-        "{e}"
-    );
+    assert!(e.to_string().contains(&dir.join("tokenizer.json").display().to_string()), "{e}");
 }
 
 #[test]
@@ -289,11 +214,7 @@ fn garbled_tokenizer_config_names_the_file() {
     fs::write(dir.join("tokenizer_config.json"), "{\"eos_token\": ").unwrap();
     let e = load_err(&dir);
     assert!(matches!(&e, TextError::Json { .. }), "{e:?}");
-    assert!(
-        e.to_string()
-            .contains(&dir.join("tokenizer_config.json").display().to_string()),
-        "{e}"
-    );
+    assert!(e.to_string().contains(&dir.join("tokenizer_config.json").display().to_string()), "{e}");
 }
 
 #[test]
@@ -303,27 +224,19 @@ fn no_template_gives_an_error_naming_the_dir() {
     let p = TextProcessor::load(&dir).expect("a tokenizer.json alone is enough to load");
     assert!(!p.has_chat_template());
     assert!(p.eos_token_ids().is_empty());
-    let e = p
-        .render_chat(&[ChatMessage::user_text("hi")], true)
-        .unwrap_err();
-    assert!(
-        matches!(&e, TextError::NoChatTemplate { dir: d } if *d == dir),
-        "{e:?}"
-    );
+    let e = p.render_chat(&[ChatMessage::user_text("hi")], true).unwrap_err();
+    assert!(matches!(&e, TextError::NoChatTemplate { dir: d } if *d == dir), "{e:?}");
     assert!(e.to_string().contains(&dir.display().to_string()), "{e}");
 }
 
 #[test]
 fn raise_exception_in_template_is_an_error_naming_the_file() {
     let p = processor("mistral-tiny");
-    let e = p
-        .render_chat(&[ChatMessage::text("tool", "x")], true)
-        .unwrap_err();
+    let e = p.render_chat(&[ChatMessage::text("tool", "x")], true).unwrap_err();
     assert!(matches!(&e, TextError::Template { .. }), "{e:?}");
     let msg = e.to_string();
     assert!(
-        msg.contains("tokenizer_config.json")
-            && msg.contains("Only user and assistant roles are supported!"),
+        msg.contains("tokenizer_config.json") && msg.contains("Only user and assistant roles are supported!"),
         "{msg}"
     );
 }
@@ -335,43 +248,16 @@ fn template_sources_and_eos_lists() {
     copy("mistral-tiny", "tokenizer_config.json", &dir);
     copy("mistral-tiny", "special_tokens_map.json", &dir);
     // chat_template.json beats tokenizer_config.json, chat_template.jinja beats both
-    fs::write(
-        dir.join("chat_template.json"),
-        r#"{"chat_template": "json:{{ messages[0]['content'] }}"}"#,
-    )
-    .unwrap();
+    fs::write(dir.join("chat_template.json"), r#"{"chat_template": "json:{{ messages[0]['content'] }}"}"#).unwrap();
     let p = TextProcessor::load(&dir).unwrap();
-    assert_eq!(
-        p.render_chat(&[ChatMessage::user_text("a")], false)
-            .unwrap(),
-        "json:a"
-    );
-    fs::write(
-        dir.join("chat_template.jinja"),
-        "{{ bos_token }}jinja:{{ messages[0]['content'] }}\n",
-    )
-    .unwrap();
+    assert_eq!(p.render_chat(&[ChatMessage::user_text("a")], false).unwrap(), "json:a");
+    fs::write(dir.join("chat_template.jinja"), "{{ bos_token }}jinja:{{ messages[0]['content'] }}\n").unwrap();
     let p = TextProcessor::load(&dir).unwrap();
-    assert_eq!(
-        p.render_chat(&[ChatMessage::user_text("a")], false)
-            .unwrap(),
-        "<s>jinja:a"
-    );
+    assert_eq!(p.render_chat(&[ChatMessage::user_text("a")], false).unwrap(), "<s>jinja:a");
     // eos_token_id may be a list; the tokenizer's eos_token joins it
-    fs::write(
-        dir.join("generation_config.json"),
-        r#"{"eos_token_id": [5, 7, 5]}"#,
-    )
-    .unwrap();
-    assert_eq!(
-        TextProcessor::load(&dir).unwrap().eos_token_ids(),
-        vec![5, 7, 2]
-    );
-    fs::write(
-        dir.join("generation_config.json"),
-        r#"{"eos_token_id": "x"}"#,
-    )
-    .unwrap();
+    fs::write(dir.join("generation_config.json"), r#"{"eos_token_id": [5, 7, 5]}"#).unwrap();
+    assert_eq!(TextProcessor::load(&dir).unwrap().eos_token_ids(), vec![5, 7, 2]);
+    fs::write(dir.join("generation_config.json"), r#"{"eos_token_id": "x"}"#).unwrap();
     let e = load_err(&dir);
     assert!(e.to_string().contains("generation_config.json"), "{e}");
 }
@@ -388,17 +274,10 @@ fn mc_option_token_ids_match_hf() {
         let want = ids(&c["mc"]["option_token_ids"]);
         for (letter, want) in letters.iter().zip(want) {
             let mut msgs = conversation(&c);
-            msgs.push(ChatMessage::text(
-                "assistant",
-                letter.as_str().expect("letter"),
-            ));
+            msgs.push(ChatMessage::text("assistant", letter.as_str().expect("letter")));
             let full = p.render_chat(&msgs, false).expect("render");
             let got = p.encode_prompt(&full).expect("encode");
-            assert_eq!(
-                got.get(prompt_len),
-                Some(&want),
-                "{case} {letter}: {full:?}"
-            );
+            assert_eq!(got.get(prompt_len), Some(&want), "{case} {letter}: {full:?}");
         }
     }
 }
@@ -406,45 +285,24 @@ fn mc_option_token_ids_match_hf() {
 #[test]
 fn content_style_follows_the_model_kind() {
     for case in CASES {
-        let want = if TEXT_CASES.contains(&case) {
-            ContentStyle::StringIfTextOnly
-        } else {
-            ContentStyle::Parts
-        };
+        let want = if TEXT_CASES.contains(&case) { ContentStyle::StringIfTextOnly } else { ContentStyle::Parts };
         assert_eq!(processor(case).content_style(), want, "{case}");
     }
     // LLaVA's template indexes content[0]['text'], so a lone text part must stay a list there
     let p = processor("llava_next-mistral-tiny");
-    let msgs = [
-        ChatMessage::user_text("Hi"),
-        ChatMessage::text("assistant", "A"),
-    ];
-    assert_eq!(
-        p.render_chat(&msgs, false).unwrap(),
-        "[INST] Hi [/INST] A</s> "
-    );
+    let msgs = [ChatMessage::user_text("Hi"), ChatMessage::text("assistant", "A")];
+    assert_eq!(p.render_chat(&msgs, false).unwrap(), "[INST] Hi [/INST] A</s> ");
     // as in Jinja2, `'A'['text'] + ...` is an error
-    assert!(p
-        .render_chat_with(&msgs, false, ContentStyle::StringIfTextOnly)
-        .is_err());
+    assert!(p.render_chat_with(&msgs, false, ContentStyle::StringIfTextOnly).is_err());
 }
 
 #[test]
 fn single_text_part_is_a_string_for_text_models() {
     let p = processor("qwen2-tiny");
-    let a = p
-        .render_chat(&[ChatMessage::user_text("hi")], true)
-        .unwrap();
-    assert!(
-        a.ends_with("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"),
-        "{a:?}"
-    );
-    let no_gen = p
-        .render_chat(&[ChatMessage::user_text("hi")], false)
-        .unwrap();
+    let a = p.render_chat(&[ChatMessage::user_text("hi")], true).unwrap();
+    assert!(a.ends_with("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"), "{a:?}");
+    let no_gen = p.render_chat(&[ChatMessage::user_text("hi")], false).unwrap();
     assert_eq!(format!("{no_gen}<|im_start|>assistant\n"), a);
     // Qwen2's text template concatenates content, which a list cannot do
-    assert!(p
-        .render_chat_with(&[ChatMessage::user_text("hi")], true, ContentStyle::Parts)
-        .is_err());
+    assert!(p.render_chat_with(&[ChatMessage::user_text("hi")], true, ContentStyle::Parts).is_err());
 }

@@ -17,7 +17,7 @@ use crate::ops::swiglu::{swiglu, SwigluSide};
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BenchOptions {
-    /// Tokens per prefill / rows of the matmuls (default: 4096 on a GPU, 64 on a CPU adapter).
+    /// Tokens per prefill / rows of the matmuls (default: 4096 on a GPU, 16 on a CPU adapter).
     #[arg(long)]
     pub tokens: Option<usize>,
     /// Decoder layers in the 7B-shaped prefill model (default: 28 on a GPU, 1 on a CPU adapter).
@@ -38,7 +38,7 @@ impl BenchOptions {
     fn settings(&self, gpu: &Gpu) -> Settings {
         let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
         Settings {
-            tokens: self.tokens.unwrap_or(if cpu { 64 } else { 4096 }),
+            tokens: self.tokens.unwrap_or(if cpu { 16 } else { 4096 }),
             layers: self.layers.unwrap_or(if cpu { 1 } else { 28 }),
             iters: self.iters.unwrap_or(if cpu { 1 } else { 10 }).max(1),
         }
@@ -51,6 +51,7 @@ struct Row {
     seconds: f64,
     flops: f64,
     bytes: f64,
+    tokens: f64,
 }
 
 /// Records `iters` copies of the work, submits once, and returns seconds per copy (after a
@@ -80,7 +81,7 @@ fn bench_copy(gpu: &Arc<Gpu>, s: &Settings) -> anyhow::Result<Row> {
     let dst = gpu.storage_buffer("copy dst", bytes.min(gpu.max_binding_bytes))?;
     let n = src.size();
     let secs = time(gpu, s.iters, |r| r.copy(&src, 0, &dst, 0, n))?;
-    Ok(Row { what: format!("copy {} MiB", n >> 20), seconds: secs, flops: 0.0, bytes: 2.0 * n as f64 })
+    Ok(Row { what: format!("copy {} MiB", n >> 20), seconds: secs, flops: 0.0, bytes: 2.0 * n as f64, tokens: 0.0 })
 }
 
 fn bench_matmul(gpu: &Arc<Gpu>, s: &Settings, dtype: WeightDType, n: usize, k: usize) -> anyhow::Result<Row> {
@@ -94,6 +95,7 @@ fn bench_matmul(gpu: &Arc<Gpu>, s: &Settings, dtype: WeightDType, n: usize, k: u
         seconds: secs,
         flops: 2.0 * (m * n * k) as f64,
         bytes: (m * k * 4 + n * k * dtype.size() + m * n * 4) as f64,
+        tokens: m as f64,
     })
 }
 
@@ -103,7 +105,12 @@ fn bench_attention(gpu: &Arc<Gpu>, s: &Settings) -> anyhow::Result<Row> {
     let lens: Vec<Vec<u32>> = (0..s.tokens / seq).map(|_| vec![0; seq]).collect();
     let batch = PackedBatch::from_sequences(&lens);
     let t = batch.len();
-    let shape = AttentionShape { tokens: t, heads: c.num_attention_heads, kv_heads: c.num_key_value_heads, head_dim: c.head_dim };
+    let shape = AttentionShape {
+        tokens: t,
+        heads: c.num_attention_heads,
+        kv_heads: c.num_key_value_heads,
+        head_dim: c.head_dim,
+    };
     let q = gpu.storage_from("q", &vec![0.01f32; t * c.num_attention_heads * c.head_dim])?;
     let kv = gpu.storage_from("kv", &vec![0.01f32; t * c.num_key_value_heads * c.head_dim])?;
     let ranges = gpu.storage_from("ranges", &batch.kv_ranges(0, None))?;
@@ -115,6 +122,7 @@ fn bench_attention(gpu: &Arc<Gpu>, s: &Settings) -> anyhow::Result<Row> {
         seconds: secs,
         flops: 4.0 * pairs * (c.num_attention_heads * c.head_dim) as f64,
         bytes: (2 * q.size() + 2 * kv.size()) as f64,
+        tokens: t as f64,
     })
 }
 
@@ -141,6 +149,7 @@ fn bench_swiglu(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<Row
         seconds: secs,
         flops: 0.0,
         bytes: (3 * t * i * 4) as f64,
+        tokens: t as f64,
     })
 }
 
@@ -148,13 +157,18 @@ fn bench_prefill(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<(R
     let c = qwen2_5_7b_shape(s.layers);
     let model = random_decoder(gpu, &c)?;
     let seq = s.tokens.min(512);
-    let prompts: Vec<Vec<u32>> = (0..(s.tokens / seq).max(1)).map(|p| (0..seq as u32).map(|i| (i * 31 + p as u32) % 1000).collect()).collect();
+    let prompts: Vec<Vec<u32>> =
+        (0..(s.tokens / seq).max(1)).map(|p| (0..seq as u32).map(|i| (i * 31 + p as u32) % 1000).collect()).collect();
     let mut batch = PackedBatch::from_sequences(&prompts);
     for p in 0..prompts.len() {
         batch.set_group(p, p as u32);
     }
     let acc = NeuronStats::new(gpu, prompts.len(), c.num_hidden_layers, c.intermediate_size)?;
-    let opts = ForwardOptions { logits: LogitRows::Rows(batch.last_tokens()), stats: if stats { Some(&acc) } else { None }, ..Default::default() };
+    let opts = ForwardOptions {
+        logits: LogitRows::Rows(batch.last_tokens()),
+        stats: if stats { Some(&acc) } else { None },
+        ..Default::default()
+    };
     let run = || -> anyhow::Result<f64> {
         let mut cache = model.new_cache(batch.len())?;
         let start = Instant::now();
@@ -166,13 +180,21 @@ fn bench_prefill(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<(R
     for _ in 0..s.iters {
         best = best.min(run()?);
     }
-    let per_layer = 2.0 * (c.hidden_size * (2 * c.num_attention_heads * c.head_dim + 2 * c.num_key_value_heads * c.head_dim) + 3 * c.hidden_size * c.intermediate_size) as f64;
+    let per_layer = 2.0
+        * (c.hidden_size * (2 * c.num_attention_heads * c.head_dim + 2 * c.num_key_value_heads * c.head_dim)
+            + 3 * c.hidden_size * c.intermediate_size) as f64;
     Ok((
         Row {
-            what: format!("prefill 7B-shaped, {} layers, {}x{seq} tok, stats {}", c.num_hidden_layers, prompts.len(), if stats { "on" } else { "off" }),
+            what: format!(
+                "prefill 7B-shaped, {} layers, {}x{seq} tok, stats {}",
+                c.num_hidden_layers,
+                prompts.len(),
+                if stats { "on" } else { "off" }
+            ),
             seconds: best,
             flops: per_layer * c.num_hidden_layers as f64 * batch.len() as f64,
-            bytes: batch.len() as f64,
+            bytes: model.weight_bytes() as f64,
+            tokens: batch.len() as f64,
         },
         model.weight_bytes(),
     ))
@@ -181,7 +203,10 @@ fn bench_prefill(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<(R
 /// Runs every measurement and prints the table.
 pub fn run(gpu: &Arc<Gpu>, opts: &BenchOptions) -> anyhow::Result<()> {
     let s = opts.settings(gpu);
-    println!("adapter: {} ({:?}, {:?}, driver {} {})", gpu.info.name, gpu.info.backend, gpu.info.device_type, gpu.info.driver, gpu.info.driver_info);
+    println!(
+        "adapter: {} ({:?}, {:?}, driver {} {})",
+        gpu.info.name, gpu.info.backend, gpu.info.device_type, gpu.info.driver, gpu.info.driver_info
+    );
     println!("settings: tokens {}, prefill layers {}, iterations {}", s.tokens, s.layers, s.iters);
     let copy = bench_copy(gpu, &s)?;
     let copy_gbs = copy.bytes / copy.seconds / 1e9;
@@ -214,10 +239,21 @@ pub fn run(gpu: &Arc<Gpu>, opts: &BenchOptions) -> anyhow::Result<()> {
     let mut plain = 0.0;
     for stats in [false, true] {
         let (r, weights) = bench_prefill(gpu, &s, stats)?;
-        let tps = r.bytes / r.seconds;
-        println!("{:<52} {:>10.1} {:>10.1} {:>9.1} {:>7.1}%", r.what, r.seconds * 1e3, tps, r.flops / r.seconds / 1e9, 100.0 * r.flops / r.seconds / best_flops);
+        let tps = r.tokens / r.seconds;
+        println!(
+            "{:<52} {:>10.1} {:>10.1} {:>9.1} {:>7.1}%",
+            r.what,
+            r.seconds * 1e3,
+            tps,
+            r.flops / r.seconds / 1e9,
+            100.0 * r.flops / r.seconds / best_flops
+        );
         if stats {
-            println!("statistics cost: {:+.1}% of prefill time; resident weights {:.2} GiB", 100.0 * (r.seconds / plain - 1.0), weights as f64 / (1u64 << 30) as f64);
+            println!(
+                "statistics cost: {:+.1}% of prefill time; resident weights {:.2} GiB",
+                100.0 * (r.seconds / plain - 1.0),
+                weights as f64 / (1u64 << 30) as f64
+            );
         }
         plain = r.seconds;
     }

@@ -52,7 +52,11 @@ impl std::fmt::Display for AdapterReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let i = &self.info;
         writeln!(f, "[{}] {}", self.index, i.name)?;
-        writeln!(f, "    backend: {:?}   type: {:?}   vendor: 0x{:04x}   device: 0x{:04x}", i.backend, i.device_type, i.vendor, i.device)?;
+        writeln!(
+            f,
+            "    backend: {:?}   type: {:?}   vendor: 0x{:04x}   device: 0x{:04x}",
+            i.backend, i.device_type, i.vendor, i.device
+        )?;
         writeln!(f, "    driver: {} {}", i.driver, i.driver_info)?;
         let wanted = [
             ("SHADER_F16", wgpu::Features::SHADER_F16),
@@ -142,10 +146,9 @@ impl Gpu {
             return Err(GpuError::NoAdapter);
         }
         let chosen = match selector {
-            AdapterSelector::Default => adapters
-                .iter()
-                .position(|a| a.get_info().device_type == wgpu::DeviceType::DiscreteGpu)
-                .unwrap_or(0),
+            AdapterSelector::Default => {
+                adapters.iter().position(|a| a.get_info().device_type == wgpu::DeviceType::DiscreteGpu).unwrap_or(0)
+            }
             AdapterSelector::Index(i) if *i < adapters.len() => *i,
             AdapterSelector::Index(i) => return Err(GpuError::NoMatchingAdapter(i.to_string())),
             AdapterSelector::Name(n) => {
@@ -182,7 +185,7 @@ impl Gpu {
         }))
         .map_err(|source| GpuError::RequestDevice { name: info.name.clone(), source })?;
         let limits = device.limits();
-        let max_binding_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) as u64;
+        let max_binding_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let scratch = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("scratch"),
             size: 16,
@@ -220,9 +223,6 @@ impl Gpu {
     }
 
     pub fn wait(&self) -> Result<(), GpuError> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| GpuError::Readback(e.to_string()))
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| GpuError::Readback(e.to_string()))
     }
 }

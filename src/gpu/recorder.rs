@@ -47,11 +47,7 @@ impl Recorder {
 
     fn stage_params(&mut self, bytes: &[u8]) -> (usize, u64) {
         let need = (bytes.len() as u64).div_ceil(self.align) * self.align;
-        let fits = self
-            .arenas
-            .last()
-            .map(|(_, staged)| staged.len() as u64 + need <= ARENA_BYTES)
-            .unwrap_or(false);
+        let fits = self.arenas.last().map(|(_, staged)| staged.len() as u64 + need <= ARENA_BYTES).unwrap_or(false);
         if !fits {
             let buf = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("params arena"),
@@ -152,11 +148,11 @@ impl Recorder {
 
 impl Gpu {
     pub fn storage_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
-        if bytes > self.limits.max_storage_buffer_binding_size as u64 {
+        if bytes > self.limits.max_storage_buffer_binding_size {
             return Err(GpuError::TooLarge {
                 what: label.to_string(),
                 bytes,
-                limit: self.limits.max_storage_buffer_binding_size as u64,
+                limit: self.limits.max_storage_buffer_binding_size,
             });
         }
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -176,7 +172,7 @@ impl Gpu {
 
     /// queue.write_buffer needs a multiple of 4 bytes; odd-length tails are zero padded.
     pub fn write_padded(&self, buf: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             self.queue.write_buffer(buf, offset, bytes);
         } else {
             let mut v = bytes.to_vec();
@@ -206,9 +202,7 @@ impl Gpu {
             let _ = tx.send(r);
         });
         self.wait()?;
-        rx.recv()
-            .map_err(|e| GpuError::Readback(e.to_string()))?
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        rx.recv().map_err(|e| GpuError::Readback(e.to_string()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
         let view = staging.get_mapped_range(..).map_err(|e| GpuError::Readback(format!("{e:?}")))?;
         let bytes = &view[..count * elem as usize];
         let out = bytemuck::pod_collect_to_vec(bytes);

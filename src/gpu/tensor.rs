@@ -67,7 +67,11 @@ impl WeightTensor {
             max_rows -= max_rows % 2;
         }
         if max_rows == 0 {
-            return Err(GpuError::TooLarge { what: format!("one row of {name}"), bytes: row_bytes, limit: gpu.max_binding_bytes });
+            return Err(GpuError::TooLarge {
+                what: format!("one row of {name}"),
+                bytes: row_bytes,
+                limit: gpu.max_binding_bytes,
+            });
         }
         let mut chunks = Vec::new();
         let mut row_start = 0;

@@ -80,11 +80,34 @@ impl PackedBatch {
             for i in seq.clone() {
                 let mut start = cache_row0 + seq.start - self.cached_prefix[s];
                 if let Some(w) = window {
-                    start = start.max(cache_row0 + i + 1 - w.min(i + 1));
+                    start = start.max((cache_row0 + i + 1).saturating_sub(w));
                 }
                 r.extend([start as u32, (cache_row0 + i + 1) as u32]);
             }
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_stay_inside_each_sequence_and_respect_the_window() {
+        let b = PackedBatch::from_sequences(&[vec![1, 2, 3], vec![4, 5]]);
+        assert_eq!(b.kv_ranges(0, None), vec![0, 1, 0, 2, 0, 3, 3, 4, 3, 5]);
+        assert_eq!(b.kv_ranges(10, None), vec![10, 11, 10, 12, 10, 13, 13, 14, 13, 15]);
+        // Window 2: a token sees itself and the one before (HF: kv_idx > q_idx - window).
+        assert_eq!(b.kv_ranges(0, Some(2)), vec![0, 1, 0, 2, 1, 3, 3, 4, 3, 5]);
+        assert_eq!(b.last_tokens(), vec![2, 4]);
+    }
+
+    #[test]
+    fn continuation_attends_to_its_cached_prefix() {
+        let step = PackedBatch::continuation(7, 5);
+        assert_eq!(step.positions, vec![5]);
+        assert_eq!(step.kv_ranges(5, None), vec![0, 6]);
+        assert_eq!(step.kv_ranges(5, Some(3)), vec![3, 6]);
     }
 }

@@ -10,9 +10,7 @@ pub enum ConfigError {
     Json { path: PathBuf, source: serde_json::Error },
     #[error("{path}: field \"{field}\" {problem}")]
     Field { path: PathBuf, field: String, problem: String },
-    #[error(
-        "{path}: unsupported architecture {arch:?}; supported: {supported} (see models.toml)"
-    )]
+    #[error("{path}: unsupported architecture {arch:?}; supported: {supported} (see models.toml)")]
     UnknownArchitecture { path: PathBuf, arch: String, supported: String },
 }
 
@@ -81,7 +79,11 @@ impl Fields<'_> {
     fn usize(&self, field: &str) -> Result<usize, ConfigError> {
         match self.get(field) {
             None => Err(self.err(field, "is missing")),
-            Some(v) => v.as_u64().filter(|&n| n > 0).map(|n| n as usize).ok_or_else(|| self.err(field, "must be a positive integer")),
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n > 0)
+                .map(|n| n as usize)
+                .ok_or_else(|| self.err(field, "must be a positive integer")),
         }
     }
 
@@ -95,7 +97,11 @@ impl Fields<'_> {
     fn f64(&self, field: &str) -> Result<Option<f64>, ConfigError> {
         match self.get(field) {
             None => Ok(None),
-            Some(v) => v.as_f64().filter(|x| x.is_finite() && *x > 0.0).map(Some).ok_or_else(|| self.err(field, "must be a positive number")),
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .map(Some)
+                .ok_or_else(|| self.err(field, "must be a positive number")),
         }
     }
 
@@ -127,19 +133,22 @@ impl TextConfig {
         let num_key_value_heads = f.opt_usize("num_key_value_heads")?.unwrap_or(num_attention_heads);
         let head_dim = f.opt_usize("head_dim")?.unwrap_or(hidden_size / num_attention_heads);
         if num_attention_heads % num_key_value_heads != 0 {
-            return Err(f.err("num_key_value_heads", &format!("must divide num_attention_heads ({num_attention_heads})")));
+            return Err(
+                f.err("num_key_value_heads", &format!("must divide num_attention_heads ({num_attention_heads})"))
+            );
         }
         if head_dim % 2 != 0 || head_dim > crate::ops::attention::MAX_HEAD_DIM {
-            return Err(f.err("head_dim", &format!("{head_dim} must be even and at most {}", crate::ops::attention::MAX_HEAD_DIM)));
+            return Err(f.err(
+                "head_dim",
+                &format!("{head_dim} must be even and at most {}", crate::ops::attention::MAX_HEAD_DIM),
+            ));
         }
         // transformers 5 moved rope_theta into rope_parameters; hub files still have it on top.
         let rope_theta = match f.f64("rope_theta")? {
             Some(t) => t,
-            None => f
-                .get("rope_parameters")
-                .and_then(|r| r.get("rope_theta"))
-                .and_then(|v| v.as_f64())
-                .unwrap_or(10000.0),
+            None => {
+                f.get("rope_parameters").and_then(|r| r.get("rope_theta")).and_then(|v| v.as_f64()).unwrap_or(10000.0)
+            }
         };
         let sliding_window = match arch {
             Architecture::MistralForCausalLM => f.opt_usize("sliding_window")?,
@@ -199,6 +208,12 @@ impl ModelConfig {
                 }
             }
         }
-        Ok(ModelConfig { bos_token_id: f.ids("bos_token_id").first().copied(), eos_token_ids, path, architecture, text })
+        Ok(ModelConfig {
+            bos_token_id: f.ids("bos_token_id").first().copied(),
+            eos_token_ids,
+            path,
+            architecture,
+            text,
+        })
     }
 }

@@ -25,7 +25,14 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn load(gpu: &Arc<Gpu>, store: &WeightStore, name: &str, out: usize, inp: usize, bias: bool) -> anyhow::Result<Linear> {
+    fn load(
+        gpu: &Arc<Gpu>,
+        store: &WeightStore,
+        name: &str,
+        out: usize,
+        inp: usize,
+        bias: bool,
+    ) -> anyhow::Result<Linear> {
         let weight = load_matrix(gpu, store, &format!("{name}.weight"), out, inp)?;
         let bias = if bias { Some(load_vector(gpu, store, &format!("{name}.bias"), out)?) } else { None };
         Ok(Linear { weight, bias })
@@ -36,9 +43,15 @@ impl Linear {
     }
 }
 
-pub fn load_matrix(gpu: &Arc<Gpu>, store: &WeightStore, name: &str, rows: usize, cols: usize) -> anyhow::Result<WeightTensor> {
+pub fn load_matrix(
+    gpu: &Arc<Gpu>,
+    store: &WeightStore,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> anyhow::Result<WeightTensor> {
     let t = store.get_shaped(name, &[rows, cols])?;
-    Ok(WeightTensor::upload(gpu, name, t.weight_dtype()?, rows, cols, t.bytes).with_context(|| format!("uploading {name}"))?)
+    WeightTensor::upload(gpu, name, t.weight_dtype()?, rows, cols, t.bytes).with_context(|| format!("uploading {name}"))
 }
 
 pub fn load_vector(gpu: &Arc<Gpu>, store: &WeightStore, name: &str, len: usize) -> anyhow::Result<wgpu::Buffer> {
@@ -114,7 +127,13 @@ pub struct Decoder {
 impl Decoder {
     /// Loads `{prefix}embed_tokens`, `{prefix}layers.*`, `{prefix}norm` and `lm_head_name`
     /// (prefix "model." for the CausalLM classes).
-    pub fn load(gpu: &Arc<Gpu>, store: &WeightStore, config: &TextConfig, prefix: &str, lm_head_name: &str) -> anyhow::Result<Decoder> {
+    pub fn load(
+        gpu: &Arc<Gpu>,
+        store: &WeightStore,
+        config: &TextConfig,
+        prefix: &str,
+        lm_head_name: &str,
+    ) -> anyhow::Result<Decoder> {
         let c = config;
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let (q_dim, kv_dim) = (c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
@@ -207,7 +226,12 @@ impl Decoder {
 
     /// Runs `batch` through the model, appending its keys/values to `cache` (one row per token,
     /// from cache.len), and returns what `opts` asks for. `batch.positions` must have stride 1.
-    pub fn forward(&self, batch: &PackedBatch, cache: &mut KvCache, opts: &ForwardOptions<'_>) -> anyhow::Result<ForwardOutput> {
+    pub fn forward(
+        &self,
+        batch: &PackedBatch,
+        cache: &mut KvCache,
+        opts: &ForwardOptions<'_>,
+    ) -> anyhow::Result<ForwardOutput> {
         let c = &self.config;
         let t = batch.len();
         if t == 0 {
@@ -261,8 +285,17 @@ impl Decoder {
                 bail!("statistics buffer is {}x{}, model has {}x{}", s.layers, s.width, c.num_hidden_layers, i);
             }
         }
-        let capture = if opts.capture_hidden { Some(gpu.storage_buffer("captured hidden", f(h) * c.num_hidden_layers as u64)?) } else { None };
-        let shape = AttentionShape { tokens: t, heads: c.num_attention_heads, kv_heads: c.num_key_value_heads, head_dim: c.head_dim };
+        let capture = if opts.capture_hidden {
+            Some(gpu.storage_buffer("captured hidden", f(h) * c.num_hidden_layers as u64)?)
+        } else {
+            None
+        };
+        let shape = AttentionShape {
+            tokens: t,
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+        };
         let scale = 1.0 / (c.head_dim as f32).sqrt();
         let to_cache = MatmulOut { row_offset: row0, accumulate: false };
         let residual = MatmulOut { row_offset: 0, accumulate: true };

@@ -41,7 +41,11 @@ pub fn generate_greedy(
             break;
         }
         let step = PackedBatch::continuation(next, cache.len);
-        let out = model.forward(&step, &mut cache, &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() })?;
+        let out = model.forward(
+            &step,
+            &mut cache,
+            &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() },
+        )?;
         next = argmax(&out.logits);
     }
     let prompt_logits = if keep_prompt_logits { out.logits } else { Vec::new() };

@@ -39,7 +39,7 @@ pub fn attention(
     s: AttentionShape,
     scale: f32,
 ) {
-    assert!(s.head_dim <= MAX_HEAD_DIM && s.heads % s.kv_heads == 0, "checked when the config is read");
+    assert!(s.head_dim <= MAX_HEAD_DIM && s.heads.is_multiple_of(s.kv_heads), "checked when the config is read");
     let gpu = rec.gpu().clone();
     let pipeline = shaders::pipeline(&gpu, "attention", shaders::ATTENTION);
     let params = Params {
@@ -55,7 +55,13 @@ pub fn attention(
     rec.dispatch(
         &pipeline,
         &params,
-        &[Binding::Whole(q), Binding::Whole(k_cache), Binding::Whole(v_cache), Binding::Whole(kv_range), Binding::Whole(out)],
+        &[
+            Binding::Whole(q),
+            Binding::Whole(k_cache),
+            Binding::Whole(v_cache),
+            Binding::Whole(kv_range),
+            Binding::Whole(out),
+        ],
         row_grid(s.heads as u32, s.tokens),
     );
 }
@@ -71,7 +77,10 @@ pub fn attention_ref(q: &[f32], k: &[f32], v: &[f32], kv_range: &[u32], s: Atten
             let kvh = h / group;
             let qv = &q[(t * s.heads + h) * hd..][..hd];
             let scores: Vec<f64> = (start..end)
-                .map(|j| qv.iter().zip(&k[j * kv_stride + kvh * hd..][..hd]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale as f64)
+                .map(|j| {
+                    qv.iter().zip(&k[j * kv_stride + kvh * hd..][..hd]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+                        * scale as f64
+                })
                 .collect();
             let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();

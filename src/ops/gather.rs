@@ -12,7 +12,14 @@ struct Params {
 }
 
 /// dst[i, :] = src[rows[i], :] for `count` rows of `width` f32.
-pub fn gather_rows(rec: &mut Recorder, src: &wgpu::Buffer, rows: &wgpu::Buffer, dst: &wgpu::Buffer, count: usize, width: usize) {
+pub fn gather_rows(
+    rec: &mut Recorder,
+    src: &wgpu::Buffer,
+    rows: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    count: usize,
+    width: usize,
+) {
     let gpu = rec.gpu().clone();
     let pipeline = shaders::pipeline(&gpu, "gather_rows", shaders::GATHER_ROWS);
     let params = Params { count: count as u32, width: width as u32, _pad0: 0, _pad1: 0 };

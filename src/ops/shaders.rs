@@ -47,8 +47,7 @@ pub fn pipeline(gpu: &Gpu, name: &'static str, src: &'static str) -> wgpu::Compu
 }
 
 pub fn weight_pipeline(gpu: &Gpu, name: &'static str, src: &'static str, dtype: WeightDType) -> wgpu::ComputePipeline {
-    gpu.pipelines
-        .get(&gpu.device, &ShaderKey::new(name, dtype.name()), || format!("{}\n{}", weight_loader(dtype), src))
+    gpu.pipelines.get(&gpu.device, &ShaderKey::new(name, dtype.name()), || format!("{}\n{}", weight_loader(dtype), src))
 }
 
 fn matmul_splitk_source(dtype: WeightDType, rows_per_group: u32) -> String {

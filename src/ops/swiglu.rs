@@ -37,7 +37,14 @@ pub struct SwigluSide<'a> {
 }
 
 /// gate ← (scale·silu(gate) + shift) · up, accumulating statistics of silu(gate).
-pub fn swiglu(rec: &mut Recorder, gate: &wgpu::Buffer, up: &wgpu::Buffer, side: &SwigluSide<'_>, tokens: usize, width: usize) {
+pub fn swiglu(
+    rec: &mut Recorder,
+    gate: &wgpu::Buffer,
+    up: &wgpu::Buffer,
+    side: &SwigluSide<'_>,
+    tokens: usize,
+    width: usize,
+) {
     let gpu = rec.gpu().clone();
     let pipeline = shaders::pipeline(&gpu, "swiglu_stats", shaders::SWIGLU_STATS);
     let (acc, groups) = match side.acc {
@@ -86,7 +93,8 @@ impl NeuronSums {
     pub fn from_words(words: &[u32]) -> NeuronSums {
         let n = words.len() / ACC_WORDS;
         let f = |w: u32| f32::from_bits(w) as f64;
-        let mut s = NeuronSums { count_pos: Vec::with_capacity(n), sum: Vec::with_capacity(n), sum_sq: Vec::with_capacity(n) };
+        let mut s =
+            NeuronSums { count_pos: Vec::with_capacity(n), sum: Vec::with_capacity(n), sum_sq: Vec::with_capacity(n) };
         for c in words.chunks_exact(ACC_WORDS) {
             s.count_pos.push(c[0] as u64);
             s.sum.push(f(c[1]) - f(c[2]));

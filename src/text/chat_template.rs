@@ -27,10 +27,7 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: &str, content: Vec<ContentPart>) -> Self {
-        Self {
-            role: role.to_string(),
-            content,
-        }
+        Self { role: role.to_string(), content }
     }
 
     pub fn text(role: &str, text: &str) -> Self {
@@ -43,10 +40,7 @@ impl ChatMessage {
 
     /// An image followed by text, the order HF's multimodal examples (and the fixtures) use.
     pub fn user_image_text(s: &str) -> Self {
-        Self::new(
-            "user",
-            vec![ContentPart::Image, ContentPart::Text(s.to_string())],
-        )
+        Self::new("user", vec![ContentPart::Image, ContentPart::Text(s.to_string())])
     }
 
     /// The message as the template sees it: `{"role": ..., "content": ...}` with the content
@@ -56,10 +50,7 @@ impl ChatMessage {
             (ContentStyle::StringIfTextOnly, [ContentPart::Text(t)]) => Value::from(t.as_str()),
             (_, parts) => parts.iter().map(part_value).collect(),
         };
-        Value::from_iter([
-            ("role", Value::from(self.role.as_str())),
-            ("content", content),
-        ])
+        Value::from_iter([("role", Value::from(self.role.as_str())), ("content", content)])
     }
 }
 
@@ -78,10 +69,7 @@ pub enum ContentStyle {
 
 fn part_value(part: &ContentPart) -> Value {
     match part {
-        ContentPart::Text(t) => Value::from_iter([
-            ("type", Value::from("text")),
-            ("text", Value::from(t.as_str())),
-        ]),
+        ContentPart::Text(t) => Value::from_iter([("type", Value::from("text")), ("text", Value::from(t.as_str()))]),
         ContentPart::Image => Value::from_iter([("type", Value::from("image"))]),
     }
 }
@@ -103,12 +91,7 @@ impl ChatTemplate {
         match std::fs::read_to_string(&jinja) {
             Ok(src) => return Self::new(&src, jinja).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(TextError::Io {
-                    path: jinja,
-                    source,
-                })
-            }
+            Err(source) => return Err(TextError::Io { path: jinja, source }),
         }
         for file in ["chat_template.json", "tokenizer_config.json"] {
             let path = dir.join(file);
@@ -133,10 +116,7 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", pyfmt::strftime_now);
         env.add_template_owned(NAME, replace_generation_tags(source))
-            .map_err(|e| TextError::Template {
-                path: origin.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| TextError::Template { path: origin.clone(), reason: e.to_string() })?;
         Ok(Self { env, origin })
     }
 
@@ -154,38 +134,17 @@ impl ChatTemplate {
         special: &SpecialTokens,
     ) -> Result<String, TextError> {
         let mut vars: Vec<(&str, Value)> = vec![
-            (
-                "messages",
-                messages
-                    .iter()
-                    .map(|m| m.to_template_value(style))
-                    .collect(),
-            ),
+            ("messages", messages.iter().map(|m| m.to_template_value(style)).collect()),
             ("tools", Value::from(())),
             ("documents", Value::from(())),
             ("add_generation_prompt", Value::from(add_generation_prompt)),
         ];
-        vars.extend(
-            special
-                .named()
-                .into_iter()
-                .map(|(k, v)| (k, Value::from(v))),
-        );
+        vars.extend(special.named().into_iter().map(|(k, v)| (k, Value::from(v))));
         if !special.additional.is_empty() {
-            vars.push((
-                "additional_special_tokens",
-                Value::from(special.additional.clone()),
-            ));
+            vars.push(("additional_special_tokens", Value::from(special.additional.clone())));
         }
-        let err = |e: Error| TextError::Template {
-            path: self.origin.clone(),
-            reason: e.to_string(),
-        };
-        self.env
-            .get_template(NAME)
-            .map_err(err)?
-            .render(Value::from_iter(vars))
-            .map_err(err)
+        let err = |e: Error| TextError::Template { path: self.origin.clone(), reason: e.to_string() };
+        self.env.get_template(NAME).map_err(err)?.render(Value::from_iter(vars)).map_err(err)
     }
 }
 
@@ -199,24 +158,13 @@ fn template_field(json: &Json, path: &Path) -> Result<Option<String>, TextError>
             .find(|t| t.get("name").and_then(Json::as_str) == Some("default"))
             .and_then(|t| t.get("template").and_then(Json::as_str))
             .map(|s| Some(s.to_string()))
-            .ok_or_else(|| {
-                invalid(
-                    path,
-                    "chat_template: list has no template named \"default\"".into(),
-                )
-            }),
-        Some(other) => Err(invalid(
-            path,
-            format!("chat_template: expected a string, got {other}"),
-        )),
+            .ok_or_else(|| invalid(path, "chat_template: list has no template named \"default\"".into())),
+        Some(other) => Err(invalid(path, format!("chat_template: expected a string, got {other}"))),
     }
 }
 
 fn raise_exception(message: String) -> Result<Value, Error> {
-    Err(Error::new(
-        ErrorKind::InvalidOperation,
-        format!("raise_exception: {message}"),
-    ))
+    Err(Error::new(ErrorKind::InvalidOperation, format!("raise_exception: {message}")))
 }
 
 /// Jinja2 prints Python's `str()` of a value: `None`, `True`, `False`.
@@ -242,8 +190,7 @@ fn replace_generation_tags(src: &str) -> String {
             break;
         };
         let (tag, after) = tag.split_at(end);
-        let keyword =
-            tag[2..end - 2].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        let keyword = tag[2..end - 2].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
         match keyword {
             "generation" => out.push_str(&tag.replacen("generation", "if true", 1)),
             "endgeneration" => out.push_str(&tag.replacen("endgeneration", "endif", 1)),
@@ -260,21 +207,14 @@ mod tests {
     use super::*;
 
     fn render(src: &str, messages: &[ChatMessage]) -> Result<String, TextError> {
-        let special = SpecialTokens {
-            bos: Some("<s>".into()),
-            eos: Some("</s>".into()),
-            ..Default::default()
-        };
+        let special = SpecialTokens { bos: Some("<s>".into()), eos: Some("</s>".into()), ..Default::default() };
         let style = ContentStyle::StringIfTextOnly;
         ChatTemplate::new(src, PathBuf::from("t.jinja"))?.render(messages, true, style, &special)
     }
 
     #[test]
     fn jinja2_features_hf_templates_use() {
-        let msgs = [
-            ChatMessage::text("system", "  sys  "),
-            ChatMessage::user_image_text("hi"),
-        ];
+        let msgs = [ChatMessage::text("system", "  sys  "), ChatMessage::user_image_text("hi")];
         let src = "{{ bos_token }}{% for m in messages %}\n  {% if m.content is string %}[{{ m.content.strip() }}]\
                    {% else %}{% for p in m.content %}{% if p.type == 'image' %}<img>{% continue %}{% endif %}\
                    {{ p['text'].upper() }}{% endfor %}{% endif %}\n{% endfor %}{{ unk_token }}{{ tools }}\
@@ -295,9 +235,7 @@ mod tests {
 
     #[test]
     fn raise_exception_and_syntax_errors_name_the_file() {
-        let e = render("{{ raise_exception('no system role') }}", &[])
-            .unwrap_err()
-            .to_string();
+        let e = render("{{ raise_exception('no system role') }}", &[]).unwrap_err().to_string();
         assert!(e.contains("t.jinja") && e.contains("no system role"), "{e}");
         let e = render("{% if %}", &[]).unwrap_err().to_string();
         assert!(e.contains("t.jinja"), "{e}");
@@ -306,13 +244,6 @@ mod tests {
     #[test]
     fn generation_tags_render_their_body() {
         let src = "{% for m in messages %}{%- generation -%}\n[{{ m.content }}]\n{%- endgeneration %}\n{% endfor %}";
-        assert_eq!(
-            render(
-                src,
-                &[ChatMessage::user_text("a"), ChatMessage::user_text("b")]
-            )
-            .unwrap(),
-            "[a][b]"
-        );
+        assert_eq!(render(src, &[ChatMessage::user_text("a"), ChatMessage::user_text("b")]).unwrap(), "[a][b]");
     }
 }

@@ -68,22 +68,11 @@ impl TextProcessor {
         } else {
             ContentStyle::StringIfTextOnly
         };
-        Ok(Self {
-            dir: model_dir.to_path_buf(),
-            tokenizer,
-            template,
-            special,
-            eos_ids,
-            style,
-        })
+        Ok(Self { dir: model_dir.to_path_buf(), tokenizer, template, special, eos_ids, style })
     }
 
     /// Renders with the content style chosen for this model (see [`Self::content_style`]).
-    pub fn render_chat(
-        &self,
-        messages: &[ChatMessage],
-        add_generation_prompt: bool,
-    ) -> Result<String, TextError> {
+    pub fn render_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, TextError> {
         self.render_chat_with(messages, add_generation_prompt, self.style)
     }
 
@@ -93,12 +82,7 @@ impl TextProcessor {
         add_generation_prompt: bool,
         style: ContentStyle,
     ) -> Result<String, TextError> {
-        let template = self
-            .template
-            .as_ref()
-            .ok_or_else(|| TextError::NoChatTemplate {
-                dir: self.dir.clone(),
-            })?;
+        let template = self.template.as_ref().ok_or_else(|| TextError::NoChatTemplate { dir: self.dir.clone() })?;
         template.render(messages, add_generation_prompt, style, &self.special)
     }
 

@@ -21,11 +21,7 @@ pub fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Va
         Some(v) if v.is_integer() => Some(" ".repeat(v.as_i64().unwrap_or(0).max(0) as usize)),
         Some(v) => match v.as_str() {
             Some(s) => Some(s.to_string()),
-            None => {
-                return Err(bad_arg(format!(
-                    "tojson: indent must be an int or a string, got {v}"
-                )))
-            }
+            None => return Err(bad_arg(format!("tojson: indent must be an int or a string, got {v}"))),
         },
     };
     let (item_sep, key_sep) = match kwargs.get::<Option<Value>>("separators")? {
@@ -41,10 +37,7 @@ pub fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Va
             }
         }
         // json.dumps drops the space after ',' when indenting
-        _ => (
-            (if indent.is_some() { "," } else { ", " }).to_string(),
-            ": ".to_string(),
-        ),
+        _ => ((if indent.is_some() { "," } else { ", " }).to_string(), ": ".to_string()),
     };
     let fmt = JsonFmt {
         indent,
@@ -81,9 +74,7 @@ impl JsonFmt {
             ValueKind::String => self.quote(v.as_str().unwrap_or_default(), out),
             ValueKind::Seq | ValueKind::Iterable => {
                 let items: Vec<Value> = v.try_iter()?.collect();
-                self.container(out, level, ['[', ']'], &items, |f, item, lvl, out| {
-                    f.write(item, lvl, out)
-                })?;
+                self.container(out, level, ['[', ']'], &items, |f, item, lvl, out| f.write(item, lvl, out))?;
             }
             ValueKind::Map => {
                 let mut entries = Vec::new();
@@ -171,10 +162,7 @@ fn json_key(key: &Value) -> Result<String, Error> {
         ValueKind::Bool => Ok((if key.is_true() { "true" } else { "false" }).into()),
         ValueKind::Number if key.is_integer() => Ok(key.to_string()),
         ValueKind::Number => Ok(py_float_repr(f64::try_from(key.clone())?)),
-        kind => Err(Error::new(
-            ErrorKind::InvalidOperation,
-            format!("tojson: keys must be str, not {kind}"),
-        )),
+        kind => Err(Error::new(ErrorKind::InvalidOperation, format!("tojson: keys must be str, not {kind}"))),
     }
 }
 
@@ -203,16 +191,8 @@ pub(crate) fn py_float_repr(x: f64) -> String {
         }
     } else {
         let (first, rest) = digits.split_at(1);
-        let dot = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(".{rest}")
-        };
-        format!(
-            "{first}{dot}e{}{:02}",
-            if exp < 0 { '-' } else { '+' },
-            exp.abs()
-        )
+        let dot = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        format!("{first}{dot}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
     };
     format!("{sign}{body}")
 }
@@ -222,12 +202,7 @@ pub(crate) fn py_float_repr(x: f64) -> String {
 pub fn strftime_now(format: &str) -> Result<String, Error> {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidOperation,
-                format!("strftime_now: clock error: {e}"),
-            )
-        })?
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("strftime_now: clock error: {e}")))?
         .as_secs();
     Ok(strftime(format, secs as i64))
 }
@@ -247,15 +222,7 @@ pub(crate) fn strftime(format: &str, unix_secs: i64) -> String {
         "November",
         "December",
     ];
-    const DAYS: [&str; 7] = [
-        "Sunday",
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-    ];
+    const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
     let days = unix_secs.div_euclid(86_400);
     let secs = unix_secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
@@ -355,10 +322,7 @@ mod tests {
 
     #[test]
     fn strftime_known_instants() {
-        assert_eq!(
-            strftime("%Y-%m-%d %H:%M:%S %A %a %B %b", 0),
-            "1970-01-01 00:00:00 Thursday Thu January Jan"
-        );
+        assert_eq!(strftime("%Y-%m-%d %H:%M:%S %A %a %B %b", 0), "1970-01-01 00:00:00 Thursday Thu January Jan");
         assert_eq!(
             strftime("%d %b %Y, %-d %B, %I:%M %p, 100%%", 1_700_000_000),
             "14 Nov 2023, 14 November, 10:13 PM, 100%"

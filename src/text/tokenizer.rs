@@ -17,54 +17,28 @@ impl TextTokenizer {
     /// Loads `<dir>/tokenizer.json`.
     pub fn load(dir: &Path) -> Result<Self, TextError> {
         let path = dir.join("tokenizer.json");
-        let bytes = std::fs::read(&path).map_err(|source| TextError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let inner =
-            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| TextError::Tokenizer {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let bytes = std::fs::read(&path).map_err(|source| TextError::Io { path: path.clone(), source })?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| TextError::Tokenizer { path: path.clone(), reason: e.to_string() })?;
         let cfg_path = dir.join("tokenizer_config.json");
-        let clean_up_spaces = match read_json(&cfg_path)?
-            .as_ref()
-            .and_then(|c| c.get("clean_up_tokenization_spaces"))
-        {
+        let clean_up_spaces = match read_json(&cfg_path)?.as_ref().and_then(|c| c.get("clean_up_tokenization_spaces")) {
             None | Some(Json::Null) => false,
             Some(Json::Bool(b)) => *b,
             Some(other) => {
-                return Err(invalid(
-                    &cfg_path,
-                    format!("clean_up_tokenization_spaces: expected a bool, got {other}"),
-                ))
+                return Err(invalid(&cfg_path, format!("clean_up_tokenization_spaces: expected a bool, got {other}")))
             }
         };
-        Ok(Self {
-            inner,
-            path,
-            clean_up_spaces,
-        })
+        Ok(Self { inner, path, clean_up_spaces })
     }
 
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TextError> {
-        let enc = self
-            .inner
-            .encode(text, add_special_tokens)
-            .map_err(|e| self.error("encode", e))?;
+        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| self.error("encode", e))?;
         Ok(enc.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TextError> {
-        let text = self
-            .inner
-            .decode(ids, skip_special_tokens)
-            .map_err(|e| self.error("decode", e))?;
-        Ok(if self.clean_up_spaces {
-            clean_up_tokenization(&text)
-        } else {
-            text
-        })
+        let text = self.inner.decode(ids, skip_special_tokens).map_err(|e| self.error("decode", e))?;
+        Ok(if self.clean_up_spaces { clean_up_tokenization(&text) } else { text })
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
@@ -89,10 +63,7 @@ impl TextTokenizer {
     }
 
     fn error(&self, what: &str, e: tokenizers::Error) -> TextError {
-        TextError::Tokenizer {
-            path: self.path.clone(),
-            reason: format!("{what} failed: {e}"),
-        }
+        TextError::Tokenizer { path: self.path.clone(), reason: format!("{what} failed: {e}") }
     }
 }
 
@@ -110,9 +81,7 @@ fn clean_up_tokenization(s: &str) -> String {
         (" 've", "'ve"),
         (" 're", "'re"),
     ];
-    RULES
-        .iter()
-        .fold(s.to_string(), |acc, (from, to)| acc.replace(from, to))
+    RULES.iter().fold(s.to_string(), |acc, (from, to)| acc.replace(from, to))
 }
 
 /// The special-token strings a chat template sees as variables (`bos_token`, `eos_token`, ...).
@@ -162,9 +131,7 @@ impl SpecialTokens {
             ("cls_token", &self.cls),
             ("mask_token", &self.mask),
         ];
-        all.into_iter()
-            .filter_map(|(k, v)| v.as_deref().map(|t| (k, t)))
-            .collect()
+        all.into_iter().filter_map(|(k, v)| v.as_deref().map(|t| (k, t))).collect()
     }
 
     fn named_mut(&mut self) -> [(&'static str, &mut Option<String>); 7] {
@@ -192,12 +159,9 @@ fn token_string(v: &Json) -> Option<String> {
 fn token_field(json: Option<&Json>, path: &Path, key: &str) -> Result<Option<String>, TextError> {
     match json.and_then(|j| j.get(key)) {
         None | Some(Json::Null) => Ok(None),
-        Some(v) => token_string(v).map(Some).ok_or_else(|| {
-            invalid(
-                path,
-                format!("{key}: expected a token string or {{\"content\": ...}}, got {v}"),
-            )
-        }),
+        Some(v) => token_string(v)
+            .map(Some)
+            .ok_or_else(|| invalid(path, format!("{key}: expected a token string or {{\"content\": ...}}, got {v}"))),
     }
 }
 
@@ -226,9 +190,7 @@ pub fn config_eos_ids(dir: &Path) -> Result<Vec<u32>, TextError> {
     let Some(cfg) = read_json(&cfg_path)? else {
         return Ok(Vec::new());
     };
-    let field = cfg
-        .get("eos_token_id")
-        .or_else(|| cfg.get("text_config").and_then(|t| t.get("eos_token_id")));
+    let field = cfg.get("eos_token_id").or_else(|| cfg.get("text_config").and_then(|t| t.get("eos_token_id")));
     eos_field(field, &cfg_path)
 }
 
@@ -259,24 +221,11 @@ pub(crate) fn read_json(path: &Path) -> Result<Option<Json>, TextError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(TextError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(TextError::Io { path: path.to_path_buf(), source }),
     };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|source| TextError::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+    serde_json::from_str(&text).map(Some).map_err(|source| TextError::Json { path: path.to_path_buf(), source })
 }
 
 pub(crate) fn invalid(path: &Path, reason: String) -> TextError {
-    TextError::Invalid {
-        path: path.to_path_buf(),
-        reason,
-    }
+    TextError::Invalid { path: path.to_path_buf(), reason }
 }

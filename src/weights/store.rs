@@ -52,17 +52,18 @@ fn shard_files(dir: &Path) -> Result<Vec<PathBuf>, WeightError> {
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
         let text = std::fs::read_to_string(&index).map_err(|source| WeightError::Io { path: index.clone(), source })?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| WeightError::Index { path: index.clone(), reason: e.to_string() })?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| WeightError::Index { path: index.clone(), reason: e.to_string() })?;
         let map = json
             .get("weight_map")
             .and_then(|m| m.as_object())
             .ok_or_else(|| WeightError::Index { path: index.clone(), reason: "no \"weight_map\" object".into() })?;
         let mut files: Vec<PathBuf> = Vec::new();
         for (name, file) in map {
-            let file = file
-                .as_str()
-                .ok_or_else(|| WeightError::Index { path: index.clone(), reason: format!("entry for {name} is not a file name") })?;
+            let file = file.as_str().ok_or_else(|| WeightError::Index {
+                path: index.clone(),
+                reason: format!("entry for {name} is not a file name"),
+            })?;
             let p = dir.join(file);
             if !files.contains(&p) {
                 files.push(p);
@@ -105,7 +106,13 @@ impl WeightStore {
                 let (s, e) = info.data_offsets;
                 tensors.insert(
                     name,
-                    Entry { file: files.len(), dtype: info.dtype, shape: info.shape.clone(), start: data_start + s, end: data_start + e },
+                    Entry {
+                        file: files.len(),
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                        start: data_start + s,
+                        end: data_start + e,
+                    },
                 );
             }
             files.push((path, mmap));
@@ -138,7 +145,12 @@ impl WeightStore {
     pub fn get_shaped(&self, name: &str, shape: &[usize]) -> Result<TensorRef<'_>, WeightError> {
         let t = self.get(name)?;
         if t.shape != shape {
-            return Err(WeightError::Shape { name: name.into(), path: t.path.into(), expected: shape.into(), found: t.shape.into() });
+            return Err(WeightError::Shape {
+                name: name.into(),
+                path: t.path.into(),
+                expected: shape.into(),
+                found: t.shape.into(),
+            });
         }
         t.weight_dtype()?;
         Ok(t)
@@ -151,7 +163,9 @@ impl TensorRef<'_> {
             Dtype::BF16 => Ok(WeightDType::BF16),
             Dtype::F16 => Ok(WeightDType::F16),
             Dtype::F32 => Ok(WeightDType::F32),
-            other => Err(WeightError::DType { name: self.name.into(), path: self.path.into(), dtype: format!("{other:?}") }),
+            other => {
+                Err(WeightError::DType { name: self.name.into(), path: self.path.into(), dtype: format!("{other:?}") })
+            }
         }
     }
 

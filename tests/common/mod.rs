@@ -8,7 +8,8 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| {
-        let sel: AdapterSelector = std::env::var("CULTURELENS_DEVICE").ok().map(|s| s.parse().unwrap()).unwrap_or_default();
+        let sel: AdapterSelector =
+            std::env::var("CULTURELENS_DEVICE").ok().map(|s| s.parse().unwrap()).unwrap_or_default();
         Gpu::new(&sel).unwrap_or_else(|e| panic!("{e}"))
     })
     .clone()
@@ -92,7 +93,5 @@ impl Golden {
 }
 
 pub fn argmax_rows(v: &[f32], width: usize) -> Vec<usize> {
-    v.chunks(width)
-        .map(|r| r.iter().enumerate().fold(0, |b, (i, &x)| if x > r[b] { i } else { b }))
-        .collect()
+    v.chunks(width).map(|r| r.iter().enumerate().fold(0, |b, (i, &x)| if x > r[b] { i } else { b })).collect()
 }
