@@ -97,6 +97,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let out = generate_greedy(&lm.model, &ids, max_new_tokens, &eos, dump.is_some())?;
             let answer_ids: Vec<u32> = out.new_tokens.iter().copied().filter(|id| !eos.contains(id)).collect();
             println!("{}", text.decode(&answer_ids, true)?);
+            let steps = out.new_tokens.len().saturating_sub(1).max(1);
+            eprintln!(
+                "[{}: {} prompt tokens in {:.3} s ({:.1} tok/s), {} generated ({:.1} tok/s), ids {:?}]",
+                gpu.info.name,
+                ids.len(),
+                out.prefill_seconds,
+                ids.len() as f64 / out.prefill_seconds,
+                out.new_tokens.len(),
+                steps as f64 / out.decode_seconds.max(1e-9),
+                out.new_tokens
+            );
             if let Some(path) = dump {
                 write_dump(&path, &ids, &out.prompt_logits, lm.model.config.vocab_size)?;
                 eprintln!("wrote {} ({} positions x {} logits)", path.display(), ids.len(), lm.model.config.vocab_size);

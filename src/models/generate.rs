@@ -4,6 +4,8 @@ use super::decoder::{Decoder, ForwardOptions, LogitRows};
 /// Result of greedy decoding one prompt.
 pub struct Generation {
     pub new_tokens: Vec<u32>,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
     /// [prompt_len, vocab] when asked for (the `--dump` format), else empty.
     pub prompt_logits: Vec<f32>,
 }
@@ -30,10 +32,13 @@ pub fn generate_greedy(
     let vocab = model.config.vocab_size;
     let mut cache = model.new_cache(prompt.len() + max_new_tokens)?;
     let batch = PackedBatch::from_sequences(&[prompt.to_vec()]);
+    let start = std::time::Instant::now();
     let rows = if keep_prompt_logits { LogitRows::All } else { LogitRows::Rows(vec![prompt.len() as u32 - 1]) };
     let out = model.forward(&batch, &mut cache, &ForwardOptions { logits: rows, ..Default::default() })?;
     let last = &out.logits[out.logits.len() - vocab..];
     let mut next = argmax(last);
+    let prefill_seconds = start.elapsed().as_secs_f64();
+    let start = std::time::Instant::now();
     let mut new_tokens = Vec::new();
     while new_tokens.len() < max_new_tokens {
         new_tokens.push(next);
@@ -49,5 +54,5 @@ pub fn generate_greedy(
         next = argmax(&out.logits);
     }
     let prompt_logits = if keep_prompt_logits { out.logits } else { Vec::new() };
-    Ok(Generation { new_tokens, prompt_logits })
+    Ok(Generation { new_tokens, prompt_logits, prefill_seconds, decode_seconds: start.elapsed().as_secs_f64() })
 }
