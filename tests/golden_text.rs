@@ -119,7 +119,8 @@ fn ablated_logits_match_hf() {
     for case in CASES {
         let golden = Golden::open(case);
         let model = load(&gpu(), &golden);
-        model.intervention.set_mask(&golden.f32("ablate.mask"));
+        model.intervention.set_mask(&golden.f32("ablate.mask")).unwrap();
+        assert!(model.intervention.set_mask(&[1.0; 3]).is_err(), "a mask of the wrong size is an error");
         let out = solo(&model, &golden.ids("input_ids"), &ForwardOptions::default());
         check_logits(&format!("{case} ablated"), &out.logits, &golden.f32("ablate.logits"), model.config.vocab_size);
         model.intervention.reset();

@@ -3,7 +3,7 @@ mod common;
 
 use common::{assert_close, gpu, randn, rng};
 use culturelens::gpu::{Recorder, WeightDType, WeightTensor};
-use culturelens::ops::{attention, embedding, gather, matmul, rmsnorm, rope, swiglu};
+use culturelens::ops::{attention, embedding, gather, gelu, matmul, rmsnorm, rope, swiglu};
 use half::{bf16, f16};
 
 /// Rounds `v` to `dtype` and returns (bytes as stored on disk, the values the GPU will see).
@@ -166,7 +166,7 @@ fn rope_matches_reference_and_rotates() {
     let mut r = rng(8);
     let (tokens, heads, hd) = (11, 3, 18);
     let positions: Vec<i64> = (0..tokens as i64).map(|t| (t * 7) % 5 + t).collect();
-    let tables = rope::rope_tables(&positions, 1, hd, 10000.0, &vec![0; hd / 2]);
+    let tables = rope::rope_tables(&positions, 1, &rope::inv_freq(hd, 10000.0), &vec![0; hd / 2]);
     // Position 0 is the identity rotation.
     assert!(tables.cos[..hd / 2].iter().all(|&c| c == 1.0) && tables.sin[..hd / 2].iter().all(|&s| s == 0.0));
     let x = randn(&mut r, (tokens + 2) * heads * hd, 1.0);
@@ -359,4 +359,23 @@ fn gather_rows_picks_positions() {
     gather::gather_rows(&mut rec, &sb, &rb, &db, rows.len(), width);
     rec.finish().unwrap();
     assert_eq!(g.read::<f32>(&db, 0, rows.len() * width).unwrap(), gather::gather_rows_ref(&src, &rows, width));
+}
+
+#[test]
+fn gelu_matches_erf_reference() {
+    let g = gpu();
+    let mut r = rng(13);
+    let mut x = randn(&mut r, 1001, 6.0);
+    x.extend([0.0, -0.0, 1e-6, -1e-6, 10.0, -10.0, 30.0, -30.0]);
+    assert!(
+        (gelu::erf(0.5) - 0.520_499_877_813_046_5).abs() < 1e-15
+            && (gelu::erf(3.0) - 0.999_977_909_503_001_4).abs() < 1e-15
+    );
+    let xb = g.storage_from("x", &x).unwrap();
+    let mut rec = Recorder::new(&g);
+    gelu::gelu(&mut rec, &xb, x.len());
+    rec.finish().unwrap();
+    let got: Vec<f32> = g.read(&xb, 0, x.len()).unwrap();
+    let want: Vec<f32> = x.iter().map(|&v| gelu::gelu_ref(v)).collect();
+    assert_close("gelu", &got, &want, 2e-6, 1e-7);
 }

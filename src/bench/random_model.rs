@@ -20,6 +20,7 @@ pub fn qwen2_5_7b_shape(layers: usize) -> TextConfig {
         qkv_bias: true,
         sliding_window: None,
         max_position_embeddings: 32768,
+        mrope_section: None,
     }
 }
 

@@ -188,6 +188,12 @@ impl Gpu {
         if size == 0 {
             return Ok(Vec::new());
         }
+        if first * elem + size > buf.size() {
+            return Err(GpuError::Readback(format!(
+                "{count} elements from {first} overrun a buffer of {} bytes",
+                buf.size()
+            )));
+        }
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size,

@@ -70,6 +70,32 @@ impl PackedBatch {
         self.token_group[r].fill(group);
     }
 
+    /// Rejects what the kernels cannot run: no tokens, empty sequences, positions that do not
+    /// match the tokens, and a cached prefix outside a single-sequence continuation.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.is_empty() {
+            anyhow::bail!("empty batch");
+        }
+        if self.pos_stride == 0 || self.positions.len() != self.len() * self.pos_stride {
+            anyhow::bail!(
+                "batch has {} positions for {} tokens x {}",
+                self.positions.len(),
+                self.len(),
+                self.pos_stride
+            );
+        }
+        if self.token_group.len() != self.len() || self.cached_prefix.len() != self.num_sequences() {
+            anyhow::bail!("batch bookkeeping does not match its {} tokens", self.len());
+        }
+        if self.seq_starts.windows(2).any(|w| w[1] <= w[0]) {
+            anyhow::bail!("batch holds an empty sequence");
+        }
+        if self.num_sequences() > 1 && self.cached_prefix.iter().any(|&p| p > 0) {
+            anyhow::bail!("only a single sequence can continue from the KV cache");
+        }
+        Ok(())
+    }
+
     /// Per token [start, end) of the cache rows it attends to: its own sequence, causally,
     /// limited to the last `window` tokens when a sliding window is set. Token i sits in cache
     /// row `cache_row0 + i`.

@@ -21,6 +21,9 @@ impl CausalLm {
             Architecture::Qwen2ForCausalLM | Architecture::MistralForCausalLM => {
                 Decoder::load(gpu, &store, &config.text, "model.", "lm_head.weight")?
             }
+            Architecture::Qwen2_5_VLForConditionalGeneration => {
+                Decoder::load(gpu, &store, &config.text, "model.", "lm_head.weight")?
+            }
         };
         Ok(CausalLm { config, model })
     }

@@ -15,19 +15,40 @@ pub enum ConfigError {
 }
 
 /// The architectures this engine runs, by their HF class name.
+#[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
     Qwen2ForCausalLM,
     MistralForCausalLM,
+    Qwen2_5_VLForConditionalGeneration,
+}
+
+/// The decoder flavour a language model uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFamily {
+    Qwen2,
+    Mistral,
 }
 
 impl Architecture {
-    pub const SUPPORTED: [Architecture; 2] = [Architecture::Qwen2ForCausalLM, Architecture::MistralForCausalLM];
+    pub const SUPPORTED: [Architecture; 3] = [
+        Architecture::Qwen2ForCausalLM,
+        Architecture::MistralForCausalLM,
+        Architecture::Qwen2_5_VLForConditionalGeneration,
+    ];
 
     pub fn hf_name(self) -> &'static str {
         match self {
             Architecture::Qwen2ForCausalLM => "Qwen2ForCausalLM",
             Architecture::MistralForCausalLM => "MistralForCausalLM",
+            Architecture::Qwen2_5_VLForConditionalGeneration => "Qwen2_5_VLForConditionalGeneration",
+        }
+    }
+
+    pub fn text_family(self) -> TextFamily {
+        match self {
+            Architecture::MistralForCausalLM => TextFamily::Mistral,
+            Architecture::Qwen2ForCausalLM | Architecture::Qwen2_5_VLForConditionalGeneration => TextFamily::Qwen2,
         }
     }
 }
@@ -50,6 +71,8 @@ pub struct TextConfig {
     /// Mistral's sliding-window attention, when the config enables it.
     pub sliding_window: Option<usize>,
     pub max_position_embeddings: usize,
+    /// Qwen2.5-VL's M-RoPE: how many of the head_dim/2 frequencies follow t, h and w.
+    pub mrope_section: Option<Vec<usize>>,
 }
 
 /// config.json of a supported checkpoint.
@@ -60,23 +83,26 @@ pub struct ModelConfig {
     pub text: TextConfig,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    /// The vision tower and image-token ids of a vision-language checkpoint.
+    pub vision: Option<crate::models::qwen2_5_vl::VisionConfig>,
 }
 
-struct Fields<'a> {
-    path: &'a Path,
-    json: &'a Value,
+/// Typed access to one JSON object of a config file, with errors that name the file and field.
+pub struct Fields<'a> {
+    pub path: &'a Path,
+    pub json: &'a Value,
 }
 
 impl Fields<'_> {
-    fn err(&self, field: &str, problem: &str) -> ConfigError {
+    pub fn err(&self, field: &str, problem: &str) -> ConfigError {
         ConfigError::Field { path: self.path.into(), field: field.into(), problem: problem.into() }
     }
 
-    fn get(&self, field: &str) -> Option<&Value> {
+    pub fn get(&self, field: &str) -> Option<&Value> {
         self.json.get(field).filter(|v| !v.is_null())
     }
 
-    fn usize(&self, field: &str) -> Result<usize, ConfigError> {
+    pub fn usize(&self, field: &str) -> Result<usize, ConfigError> {
         match self.get(field) {
             None => Err(self.err(field, "is missing")),
             Some(v) => v
@@ -87,14 +113,14 @@ impl Fields<'_> {
         }
     }
 
-    fn opt_usize(&self, field: &str) -> Result<Option<usize>, ConfigError> {
+    pub fn opt_usize(&self, field: &str) -> Result<Option<usize>, ConfigError> {
         if self.get(field).is_none() {
             return Ok(None);
         }
         self.usize(field).map(Some)
     }
 
-    fn f64(&self, field: &str) -> Result<Option<f64>, ConfigError> {
+    pub fn f64(&self, field: &str) -> Result<Option<f64>, ConfigError> {
         match self.get(field) {
             None => Ok(None),
             Some(v) => v
@@ -105,14 +131,14 @@ impl Fields<'_> {
         }
     }
 
-    fn bool(&self, field: &str, default: bool) -> Result<bool, ConfigError> {
+    pub fn bool(&self, field: &str, default: bool) -> Result<bool, ConfigError> {
         match self.get(field) {
             None => Ok(default),
             Some(v) => v.as_bool().ok_or_else(|| self.err(field, "must be true or false")),
         }
     }
 
-    fn ids(&self, field: &str) -> Vec<u32> {
+    pub fn ids(&self, field: &str) -> Vec<u32> {
         match self.get(field) {
             Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
             Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|x| x as u32).collect(),
@@ -121,13 +147,13 @@ impl Fields<'_> {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value, ConfigError> {
+pub fn read_json(path: &Path) -> Result<Value, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
     serde_json::from_str(&text).map_err(|source| ConfigError::Json { path: path.into(), source })
 }
 
 impl TextConfig {
-    fn parse(f: &Fields<'_>, arch: Architecture) -> Result<TextConfig, ConfigError> {
+    pub fn parse(f: &Fields<'_>, family: TextFamily) -> Result<TextConfig, ConfigError> {
         let hidden_size = f.usize("hidden_size")?;
         let num_attention_heads = f.usize("num_attention_heads")?;
         let num_key_value_heads = f.opt_usize("num_key_value_heads")?.unwrap_or(num_attention_heads);
@@ -137,7 +163,7 @@ impl TextConfig {
                 f.err("num_key_value_heads", &format!("must divide num_attention_heads ({num_attention_heads})"))
             );
         }
-        if head_dim % 2 != 0 || head_dim > crate::ops::attention::MAX_HEAD_DIM {
+        if head_dim == 0 || head_dim % 2 != 0 || head_dim > crate::ops::attention::MAX_HEAD_DIM {
             return Err(f.err(
                 "head_dim",
                 &format!("{head_dim} must be even and at most {}", crate::ops::attention::MAX_HEAD_DIM),
@@ -150,13 +176,28 @@ impl TextConfig {
                 f.get("rope_parameters").and_then(|r| r.get("rope_theta")).and_then(|v| v.as_f64()).unwrap_or(10000.0)
             }
         };
-        let sliding_window = match arch {
-            Architecture::MistralForCausalLM => f.opt_usize("sliding_window")?,
-            Architecture::Qwen2ForCausalLM if f.bool("use_sliding_window", false)? => {
+        let sliding_window = match family {
+            TextFamily::Mistral => f.opt_usize("sliding_window")?,
+            TextFamily::Qwen2 if f.bool("use_sliding_window", false)? => {
                 return Err(f.err("use_sliding_window", "true is not supported (no released Qwen2 checkpoint uses it)"));
             }
-            Architecture::Qwen2ForCausalLM => None,
+            TextFamily::Qwen2 => None,
         };
+        // Qwen2.5-VL: rope_scaling {"type": "mrope", "mrope_section": [16, 24, 24]} (hub files),
+        // rope_parameters in transformers 5.
+        let mrope_section = ["rope_scaling", "rope_parameters"]
+            .iter()
+            .filter_map(|k| f.get(k))
+            .find_map(|r| r.get("mrope_section"))
+            .map(|s| {
+                s.as_array()
+                    .and_then(|a| a.iter().map(|v| v.as_u64().map(|n| n as usize)).collect::<Option<Vec<_>>>())
+                    .filter(|v| v.len() == 3 && v.iter().sum::<usize>() == head_dim / 2)
+                    .ok_or_else(|| {
+                        f.err("mrope_section", &format!("must be 3 integers summing to head_dim/2 = {}", head_dim / 2))
+                    })
+            })
+            .transpose()?;
         let hidden_act = f.get("hidden_act").and_then(|v| v.as_str()).unwrap_or("silu");
         if hidden_act != "silu" {
             return Err(f.err("hidden_act", &format!("is {hidden_act:?}; only \"silu\" (SwiGLU) is supported")));
@@ -172,9 +213,10 @@ impl TextConfig {
             rms_norm_eps: f.f64("rms_norm_eps")?.unwrap_or(1e-6) as f32,
             rope_theta,
             tie_word_embeddings: f.bool("tie_word_embeddings", false)?,
-            qkv_bias: arch == Architecture::Qwen2ForCausalLM,
+            qkv_bias: family == TextFamily::Qwen2,
             sliding_window,
             max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(32768),
+            mrope_section,
         })
     }
 }
@@ -198,7 +240,19 @@ impl ModelConfig {
                 supported: Architecture::SUPPORTED.map(|a| a.hf_name()).join(", "),
             }
         })?;
-        let text = TextConfig::parse(&f, architecture)?;
+        // transformers 5 nests the language model's fields under text_config; hub files of
+        // Qwen2.5-VL keep them at the top level.
+        let text_json = json.get("text_config").filter(|t| t.is_object()).unwrap_or(&json);
+        let text = TextConfig::parse(&Fields { path: &path, json: text_json }, architecture.text_family())?;
+        let vision = match architecture {
+            Architecture::Qwen2_5_VLForConditionalGeneration => {
+                if text.mrope_section.is_none() {
+                    return Err(f.err("rope_scaling.mrope_section", "is missing (Qwen2.5-VL needs M-RoPE)"));
+                }
+                Some(crate::models::qwen2_5_vl::VisionConfig::parse(&f)?)
+            }
+            _ => None,
+        };
         let mut eos_token_ids = f.ids("eos_token_id");
         if let Ok(gen) = read_json(&model_dir.join("generation_config.json")) {
             let g = Fields { path: &path, json: &gen };
@@ -214,6 +268,7 @@ impl ModelConfig {
             path,
             architecture,
             text,
+            vision,
         })
     }
 }

@@ -14,7 +14,7 @@ use crate::ops::embedding::embedding;
 use crate::ops::gather::gather_rows;
 use crate::ops::matmul::{matmul, MatmulOut};
 use crate::ops::rmsnorm::rmsnorm;
-use crate::ops::rope::{rope, rope_tables};
+use crate::ops::rope::{inv_freq, rope, rope_tables};
 use crate::ops::swiglu::{swiglu, SwigluSide};
 use crate::weights::WeightStore;
 
@@ -25,7 +25,29 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn load(
+    /// Rows [first, first + rows) of `{name}.weight` (and its bias): HF packs q, k and v of the
+    /// vision attention in one `qkv` Linear; each third becomes its own Linear here.
+    pub fn load_rows(
+        gpu: &Arc<Gpu>,
+        store: &WeightStore,
+        name: &str,
+        total_rows: usize,
+        first: usize,
+        rows: usize,
+        cols: usize,
+    ) -> anyhow::Result<Linear> {
+        let wname = format!("{name}.weight");
+        let t = store.get_shaped(&wname, &[total_rows, cols])?;
+        let dtype = t.weight_dtype()?;
+        let row_bytes = cols * dtype.size();
+        let bytes = &t.bytes[first * row_bytes..(first + rows) * row_bytes];
+        let weight = WeightTensor::upload(gpu, &wname, dtype, rows, cols, bytes)?;
+        let bname = format!("{name}.bias");
+        let bias = store.get_shaped(&bname, &[total_rows])?.to_f32()?;
+        Ok(Linear { weight, bias: Some(gpu.storage_from(&bname, &bias[first..first + rows])?) })
+    }
+
+    pub fn load(
         gpu: &Arc<Gpu>,
         store: &WeightStore,
         name: &str,
@@ -38,7 +60,7 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
-    fn forward(&self, rec: &mut Recorder, x: &wgpu::Buffer, y: &wgpu::Buffer, rows: usize, out: MatmulOut) {
+    pub fn forward(&self, rec: &mut Recorder, x: &wgpu::Buffer, y: &wgpu::Buffer, rows: usize, out: MatmulOut) {
         matmul(rec, x, &self.weight, self.bias.as_ref(), y, rows, out);
     }
 }
@@ -210,6 +232,21 @@ impl Decoder {
         Ok(KvCache { k, v, capacity, len: 0 })
     }
 
+    /// Which of a token's positions drives each rotary frequency: plain RoPE uses the one
+    /// position; M-RoPE (Qwen2.5-VL) gives the first mrope_section[0] frequencies to t, the next
+    /// mrope_section[1] to h and the rest to w.
+    fn rope_sections(&self, pos_stride: usize) -> anyhow::Result<Vec<usize>> {
+        let half = self.config.head_dim / 2;
+        match (&self.config.mrope_section, pos_stride) {
+            (None, 1) => Ok(vec![0; half]),
+            (Some(sections), 3) => {
+                Ok(sections.iter().enumerate().flat_map(|(s, &n)| std::iter::repeat_n(s, n)).collect())
+            }
+            (None, n) => bail!("this model uses 1 position per token, the batch has {n}"),
+            (Some(_), n) => bail!("M-RoPE needs 3 positions (t, h, w) per token, the batch has {n}"),
+        }
+    }
+
     /// Resident weight bytes (matrices in their checkpoint dtype, vectors in f32).
     pub fn weight_bytes(&self) -> u64 {
         let mut total = self.embed_tokens.bytes() + self.lm_head.as_ref().map_or(0, |w| w.bytes());
@@ -232,24 +269,22 @@ impl Decoder {
         cache: &mut KvCache,
         opts: &ForwardOptions<'_>,
     ) -> anyhow::Result<ForwardOutput> {
+        let mut rec = Recorder::new(&self.gpu);
+        let hidden = self.embed(&mut rec, batch)?;
+        self.forward_embedded(rec, &hidden, batch, cache, opts)
+    }
+
+    /// Records the token-embedding lookup of `batch` into a new [T, H] buffer.
+    pub fn embed(&self, rec: &mut Recorder, batch: &PackedBatch) -> anyhow::Result<wgpu::Buffer> {
         let c = &self.config;
         let t = batch.len();
-        if t == 0 {
-            bail!("empty batch");
-        }
         if let Some(&bad) = batch.tokens.iter().find(|&&id| id as usize >= c.vocab_size) {
             bail!("token id {bad} is outside the vocabulary (vocab_size {})", c.vocab_size);
         }
-        if cache.len + t > cache.capacity {
-            bail!("KV cache holds {} rows; {} + {t} needed", cache.capacity, cache.len);
-        }
-        let gpu = &self.gpu;
-        let x = gpu.storage_buffer("ids", (t * 4) as u64)?;
-        gpu.write_padded(&x, 0, bytemuck::cast_slice(&batch.tokens));
-        let hidden = gpu.storage_buffer("hidden", (t * c.hidden_size * 4) as u64)?;
-        let mut rec = Recorder::new(gpu);
-        embedding(&mut rec, &x, &self.embed_tokens, &hidden, t);
-        self.forward_embedded(rec, &hidden, batch, cache, opts)
+        let ids = self.gpu.storage_from("ids", &batch.tokens)?;
+        let hidden = self.gpu.storage_buffer("hidden", (t * c.hidden_size * 4) as u64)?;
+        embedding(rec, &ids, &self.embed_tokens, &hidden, t);
+        Ok(hidden)
     }
 
     /// The decoder stack from input embeddings already in `hidden` ([T, H]); the vision models
@@ -265,6 +300,18 @@ impl Decoder {
         let c = &self.config;
         let gpu = &self.gpu;
         let t = batch.len();
+        batch.check()?;
+        if cache.len + t > cache.capacity {
+            bail!("KV cache holds {} rows; {} + {t} needed", cache.capacity, cache.len);
+        }
+        let rows: Vec<u32> = match &opts.logits {
+            LogitRows::All => (0..t as u32).collect(),
+            LogitRows::Rows(r) => r.clone(),
+            LogitRows::None => Vec::new(),
+        };
+        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= t) {
+            bail!("logit row {bad} is outside the batch of {t} tokens");
+        }
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let q_dim = c.num_attention_heads * c.head_dim;
         let row0 = cache.len;
@@ -274,8 +321,12 @@ impl Decoder {
         let attn = gpu.storage_buffer("attn", f(q_dim))?;
         let gate = gpu.storage_buffer("gate", f(i))?;
         let up = gpu.storage_buffer("up", f(i))?;
-        let sections = vec![0usize; c.head_dim / 2];
-        let tables = rope_tables(&batch.positions, batch.pos_stride, c.head_dim, c.rope_theta, &sections);
+        let tables = rope_tables(
+            &batch.positions,
+            batch.pos_stride,
+            &inv_freq(c.head_dim, c.rope_theta),
+            &self.rope_sections(batch.pos_stride)?,
+        );
         let cos = gpu.storage_from("rope cos", &tables.cos)?;
         let sin = gpu.storage_from("rope sin", &tables.sin)?;
         let ranges = gpu.storage_from("kv ranges", &batch.kv_ranges(row0, c.sliding_window))?;
@@ -326,20 +377,12 @@ impl Decoder {
                 rec.copy(hidden, 0, cap, f(h) * l as u64, f(h));
             }
         }
-        cache.len += t;
-        let rows: Vec<u32> = match &opts.logits {
-            LogitRows::All => (0..t as u32).collect(),
-            LogitRows::Rows(r) => r.clone(),
-            LogitRows::None => Vec::new(),
-        };
-        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= t) {
-            bail!("logit row {bad} is outside the batch of {t} tokens");
-        }
         let mut out = ForwardOutput::default();
         if opts.capture_hidden {
             rmsnorm(&mut rec, hidden, &self.norm, &xn, t, h, c.rms_norm_eps);
         }
         rec.finish()?;
+        cache.len += t;
         if let Some(cap) = &capture {
             let all: Vec<f32> = gpu.read(cap, 0, c.num_hidden_layers * t * h)?;
             out.hidden_states = all.chunks(t * h).map(|s| s.to_vec()).collect();

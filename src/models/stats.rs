@@ -50,19 +50,29 @@ impl Intervention {
     }
 
     /// Sets scale and shift, each [layers · width].
-    pub fn set(&self, scale: &[f32], shift: &[f32]) {
-        assert_eq!(scale.len(), self.layers * self.width);
-        assert_eq!(shift.len(), self.layers * self.width);
+    pub fn set(&self, scale: &[f32], shift: &[f32]) -> anyhow::Result<()> {
+        let n = self.layers * self.width;
+        if scale.len() != n || shift.len() != n {
+            anyhow::bail!(
+                "intervention needs {} x {} = {n} values per map, got {} scales and {} shifts",
+                self.layers,
+                self.width,
+                scale.len(),
+                shift.len()
+            );
+        }
         let data: Vec<f32> = scale.iter().zip(shift).flat_map(|(&s, &b)| [s, b]).collect();
         self.gpu.write_padded(&self.buffer, 0, bytemuck::cast_slice(&data));
+        Ok(())
     }
 
     /// Zero ablation of the neurons where `keep` is 0 (the fixture's `ablate.mask` convention).
-    pub fn set_mask(&self, keep: &[f32]) {
-        self.set(keep, &vec![0.0; keep.len()]);
+    pub fn set_mask(&self, keep: &[f32]) -> anyhow::Result<()> {
+        self.set(keep, &vec![0.0; keep.len()])
     }
 
     pub fn reset(&self) {
-        self.set(&vec![1.0; self.layers * self.width], &vec![0.0; self.layers * self.width]);
+        let n = self.layers * self.width;
+        self.set(&vec![1.0; n], &vec![0.0; n]).expect("sizes match by construction");
     }
 }

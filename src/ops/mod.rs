@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod embedding;
 pub mod gather;
+pub mod gelu;
 pub mod matmul;
 pub mod rmsnorm;
 pub mod rope;

@@ -19,25 +19,30 @@ pub struct RopeTables {
     pub sin: Vec<f32>,
 }
 
-/// HF's rotary angles: inv_freq[i] = 1 / theta^(2i/dim) in f32, angle = f32(inv_freq · pos), and
-/// cos/sin of that f32 angle. `section_of[i]` says which of a token's positions (t/h/w for
-/// M-RoPE; always 0 for plain RoPE) drives frequency i; `positions` has `stride` entries per token.
-pub fn rope_tables(positions: &[i64], stride: usize, head_dim: usize, theta: f64, section_of: &[usize]) -> RopeTables {
-    let half = head_dim / 2;
-    let inv_freq: Vec<f32> = (0..half)
+/// HF's inverse frequencies for a rotary dimension `dim`: 1 / theta^(2i/dim), i < dim/2, with
+/// the same f32 steps as torch (exponent in f32, pow rounded to f32, then the f32 reciprocal).
+pub fn inv_freq(dim: usize, theta: f64) -> Vec<f32> {
+    (0..dim / 2)
         .map(|i| {
-            // Same f32 steps as torch: exponent in f32, pow rounded to f32, then the f32 reciprocal.
-            let exponent = (2 * i) as f32 / head_dim as f32;
+            let exponent = (2 * i) as f32 / dim as f32;
             1.0f32 / (theta.powf(exponent as f64) as f32)
         })
-        .collect();
+        .collect()
+}
+
+/// Per-token cos/sin tables ([tokens, freqs.len()] each): angle_i = f32(freqs[i] · pos), where
+/// `pos` is the token's position number `section_of[i]` (t/h/w for M-RoPE, h/w for the vision
+/// tower, always 0 for plain RoPE); `positions` has `stride` entries per token. cos/sin are taken
+/// of the f32 angle in f64 and rounded, as accurate as torch's f32 cos/sin.
+pub fn rope_tables(positions: &[i64], stride: usize, freqs: &[f32], section_of: &[usize]) -> RopeTables {
+    let half = freqs.len();
     let tokens = positions.len() / stride;
     let mut cos = Vec::with_capacity(tokens * half);
     let mut sin = Vec::with_capacity(tokens * half);
     for t in 0..tokens {
         for i in 0..half {
             let pos = positions[t * stride + section_of[i]] as f32;
-            let angle = (inv_freq[i] * pos) as f64;
+            let angle = (freqs[i] * pos) as f64;
             cos.push(angle.cos() as f32);
             sin.push(angle.sin() as f32);
         }

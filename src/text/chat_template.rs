@@ -186,7 +186,9 @@ fn replace_generation_tags(src: &str) -> String {
     while let Some(start) = rest.find("{%") {
         out.push_str(&rest[..start]);
         let tag = &rest[start..];
-        let Some(end) = tag.find("%}").map(|i| i + 2) else {
+        // Search after the opening "{%" so "{%}" is not taken for a complete tag.
+        let Some(end) = tag[2..].find("%}").map(|i| i + 4) else {
+            rest = tag;
             break;
         };
         let (tag, after) = tag.split_at(end);
@@ -204,6 +206,13 @@ fn replace_generation_tags(src: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unterminated_and_degenerate_tags_pass_through() {
+        assert_eq!(super::replace_generation_tags("a{%}b"), "a{%}b");
+        assert_eq!(super::replace_generation_tags("x {{ '{%' }}"), "x {{ '{%' }}");
+        assert_eq!(super::replace_generation_tags("{% generation %}y{% endgeneration %}"), "{% if true %}y{% endif %}");
+    }
+
     use super::*;
 
     fn render(src: &str, messages: &[ChatMessage]) -> Result<String, TextError> {
