@@ -114,3 +114,43 @@ fn logits_hidden_states_stats_and_ablation_match_hf() {
     let ablated = model.forward(&vl, images, &mut cache, &ForwardOptions::default(), None).unwrap();
     check("ablate.logits", &ablated.logits, &g.f32("ablate.logits"));
 }
+
+#[test]
+fn packed_image_prompts_give_each_prompts_solo_logits() {
+    let g = Golden::open(CASE);
+    let model = Qwen2_5_VLForConditionalGeneration::load(&gpu(), &g.dir).unwrap();
+    let vc = &model.visual.config;
+    let v = model.config.text.vocab_size;
+    let ids_a = g.ids("input_ids");
+    let img_a = image(&g);
+    // A second prompt with a different image size: a 1x4x8 grid (8 merged tokens) of synthetic
+    // pixels, two images' worth of tokens in one prompt to exercise several images per sequence.
+    let mut r = common::rng(21);
+    let grid_b = [1, 4, 8];
+    let img_b = ImageInput { pixel_values: common::randn(&mut r, 32 * vc.patch_dim(), 1.5), grid_thw: grid_b };
+    let img_c = ImageInput { pixel_values: common::randn(&mut r, 16 * vc.patch_dim(), 1.5), grid_thw: [1, 4, 4] };
+    let mut ids_b = vec![ids_a[0], ids_a[1], vc.vision_start_token_id];
+    ids_b.extend(std::iter::repeat_n(vc.image_token_id, 8));
+    ids_b.extend([ids_a[5], ids_a[6], vc.vision_start_token_id]);
+    ids_b.extend(std::iter::repeat_n(vc.image_token_id, 4));
+    ids_b.extend(&ids_a[ids_a.len() - 6..]);
+    let imgs_b = [img_b, img_c];
+    let text_only: Vec<u32> = ids_a.iter().copied().filter(|&i| i != vc.image_token_id).take(20).collect();
+    let prompts = [
+        VlPrompt { ids: &ids_a, images: std::slice::from_ref(&img_a) },
+        VlPrompt { ids: &ids_b, images: &imgs_b },
+        VlPrompt { ids: &text_only, images: &[] },
+    ];
+    let all_images: Vec<ImageInput> = prompts.iter().flat_map(|p| p.images.iter().cloned()).collect();
+    let vl = model.pack(&prompts).unwrap();
+    let mut cache = model.model.new_cache(vl.batch.len()).unwrap();
+    let packed = model.forward(&vl, &all_images, &mut cache, &ForwardOptions::default(), None).unwrap();
+    for (s, p) in prompts.iter().enumerate() {
+        let solo = model.pack(std::slice::from_ref(p)).unwrap();
+        let mut cache = model.model.new_cache(solo.batch.len()).unwrap();
+        let alone = model.forward(&solo, p.images, &mut cache, &ForwardOptions::default(), None).unwrap();
+        let r = vl.batch.sequence(s);
+        let e = nmse(&packed.logits[r.start * v..r.end * v], &alone.logits);
+        assert!(e <= 1e-12, "prompt {s}: packed vs solo NMSE {e:e}");
+    }
+}
