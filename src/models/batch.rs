@@ -64,6 +64,13 @@ impl PackedBatch {
         self.seq_starts[1..].iter().map(|&e| e as u32 - 1).collect()
     }
 
+    /// The M-RoPE form of `continuation`: after the prompt, t, h and w advance together from
+    /// the prompt's rope delta (HF: position = cache length + rope_deltas).
+    pub fn continuation_mrope(token: u32, cached: usize, rope_delta: i64) -> PackedBatch {
+        let p = cached as i64 + rope_delta;
+        PackedBatch { positions: vec![p, p, p], pos_stride: 3, ..PackedBatch::continuation(token, cached) }
+    }
+
     /// Counts every token of sequence `s` toward statistics group `group`.
     pub fn set_group(&mut self, s: usize, group: u32) {
         let r = self.sequence(s);

@@ -20,6 +20,26 @@ fn argmax(row: &[f32]) -> u32 {
     best as u32
 }
 
+/// The greedy loop shared by every model: `last` is the prefill's logit row for the last prompt
+/// position; `step(token)` feeds one token through the cache and returns its logit row.
+pub fn greedy_loop(
+    last: &[f32],
+    max_new_tokens: usize,
+    eos: &[u32],
+    mut step: impl FnMut(u32) -> anyhow::Result<Vec<f32>>,
+) -> anyhow::Result<Vec<u32>> {
+    let mut next = argmax(last);
+    let mut new_tokens = Vec::new();
+    while new_tokens.len() < max_new_tokens {
+        new_tokens.push(next);
+        if eos.contains(&next) || new_tokens.len() == max_new_tokens {
+            break;
+        }
+        next = argmax(&step(next)?);
+    }
+    Ok(new_tokens)
+}
+
 /// Greedy decoding with a KV cache: one prefill over the prompt, then one token per step until
 /// an end-of-sequence id or `max_new_tokens`.
 pub fn generate_greedy(

@@ -113,6 +113,10 @@ impl TextProcessor {
         self.eos_ids.clone()
     }
 
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.tokenizer.id_to_token(id)
+    }
+
     pub fn has_chat_template(&self) -> bool {
         self.template.is_some()
     }
@@ -137,5 +141,36 @@ impl TextProcessor {
 
     pub fn model_dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// What an HF processor does before tokenizing: each image placeholder token in the rendered
+/// prompt becomes `counts[i]` copies of itself, one per image embedding. The number of
+/// placeholders must equal the number of images.
+pub fn expand_image_tokens(rendered: &str, placeholder: &str, counts: &[usize]) -> Result<String, String> {
+    let found = rendered.matches(placeholder).count();
+    if found != counts.len() {
+        return Err(format!(
+            "the prompt has {found} image placeholder(s) ({placeholder}) but {} image(s) were given",
+            counts.len()
+        ));
+    }
+    let mut out = String::with_capacity(rendered.len() + counts.iter().sum::<usize>() * placeholder.len());
+    let mut parts = rendered.split(placeholder);
+    out.push_str(parts.next().unwrap_or_default());
+    for (part, &n) in parts.zip(counts) {
+        out.push_str(&placeholder.repeat(n));
+        out.push_str(part);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_expand_per_image_and_counts_must_agree() {
+        assert_eq!(super::expand_image_tokens("a<i>b<i>c", "<i>", &[2, 1]).unwrap(), "a<i><i>b<i>c");
+        assert!(super::expand_image_tokens("a<i>b", "<i>", &[]).unwrap_err().contains("1 image placeholder"));
+        assert!(super::expand_image_tokens("ab", "<i>", &[3]).is_err());
     }
 }

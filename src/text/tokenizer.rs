@@ -46,6 +46,10 @@ impl TextTokenizer {
     }
 
     /// Number of ids the tokenizer can produce, added tokens included (HF's `len(tokenizer)`).
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner().id_to_token(id)
+    }
+
     pub fn len(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
