@@ -5,5 +5,7 @@ pub mod bench;
 pub mod gpu;
 pub mod models;
 pub mod ops;
+pub mod runner;
 pub mod text;
+pub mod vision;
 pub mod weights;

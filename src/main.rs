@@ -3,13 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use culturelens::bench::{self, BenchOptions};
 use culturelens::gpu::{AdapterSelector, Gpu};
-use culturelens::models::generate::generate_greedy;
-use culturelens::models::CausalLm;
-use culturelens::text::{ChatMessage, TextProcessor};
+use culturelens::runner::{self, RunRequest};
 use culturelens::weights::resolve_model_dir;
 
 /// The bundled default model, used when `run` is given no --model.
@@ -50,6 +47,9 @@ enum Command {
         model: String,
         #[arg(long)]
         prompt: String,
+        /// An image for vision-language models (the user turn becomes [image, text]).
+        #[arg(long)]
+        image: Option<PathBuf>,
         /// Feed the prompt as is, without the chat template.
         #[arg(long)]
         raw: bool,
@@ -76,41 +76,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { model, prompt, raw, max_new_tokens, dump } => {
-            let dir = resolve_model_dir(&bundled_or(&model))?;
-            let text = TextProcessor::load(&dir)?;
-            let ids = if raw {
-                text.encode(&prompt, true)?
-            } else {
-                let rendered = text
-                    .render_chat(&[ChatMessage::user_text(&prompt)], true)
-                    .context("cannot apply the chat template (pass --raw to feed the prompt as is)")?;
-                text.encode_prompt(&rendered)?
+        Command::Run { model, prompt, image, raw, max_new_tokens, dump } => {
+            let req = RunRequest {
+                model_dir: resolve_model_dir(&bundled_or(&model))?,
+                prompt,
+                image,
+                raw,
+                max_new_tokens,
+                keep_prompt_logits: dump.is_some(),
             };
-            if ids.is_empty() {
-                anyhow::bail!("the prompt encodes to no tokens");
-            }
-            let gpu = Gpu::new(&selector)?;
-            let lm = CausalLm::load(&gpu, &dir)?;
-            let mut eos = text.eos_token_ids();
-            eos.extend(lm.config.eos_token_ids.iter().copied().filter(|id| !text.eos_token_ids().contains(id)));
-            let out = generate_greedy(&lm.model, &ids, max_new_tokens, &eos, dump.is_some())?;
-            let answer_ids: Vec<u32> = out.new_tokens.iter().copied().filter(|id| !eos.contains(id)).collect();
-            println!("{}", text.decode(&answer_ids, true)?);
-            let steps = out.new_tokens.len().saturating_sub(1).max(1);
+            let mut adapter = String::new();
+            let out = runner::run(
+                || {
+                    let gpu = Gpu::new(&selector)?;
+                    adapter = gpu.info.name.clone();
+                    Ok(gpu)
+                },
+                &req,
+            )?;
+            println!("{}", out.answer);
+            let g = &out.generation;
+            let steps = g.new_tokens.len().saturating_sub(1).max(1);
             eprintln!(
-                "[{}: {} prompt tokens in {:.3} s ({:.1} tok/s), {} generated ({:.1} tok/s), ids {:?}]",
-                gpu.info.name,
-                ids.len(),
-                out.prefill_seconds,
-                ids.len() as f64 / out.prefill_seconds,
-                out.new_tokens.len(),
-                steps as f64 / out.decode_seconds.max(1e-9),
-                out.new_tokens
+                "[{adapter}: {} prompt tokens in {:.3} s ({:.1} tok/s), {} generated ({:.1} tok/s), ids {:?}]",
+                out.prompt_ids.len(),
+                g.prefill_seconds,
+                out.prompt_ids.len() as f64 / g.prefill_seconds,
+                g.new_tokens.len(),
+                steps as f64 / g.decode_seconds.max(1e-9),
+                g.new_tokens
             );
             if let Some(path) = dump {
-                write_dump(&path, &ids, &out.prompt_logits, lm.model.config.vocab_size)?;
-                eprintln!("wrote {} ({} positions x {} logits)", path.display(), ids.len(), lm.model.config.vocab_size);
+                runner::write_dump(&path, &out.prompt_ids, &g.prompt_logits, out.vocab_size)?;
+                eprintln!("wrote {} ({} positions x {} logits)", path.display(), out.prompt_ids.len(), out.vocab_size);
             }
             Ok(())
         }
@@ -119,19 +117,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bench::run(&gpu, &opts)
         }
     }
-}
-
-fn write_dump(path: &std::path::Path, ids: &[u32], logits: &[f32], vocab: usize) -> anyhow::Result<()> {
-    use safetensors::tensor::TensorView;
-    use safetensors::Dtype;
-    let ids64: Vec<u8> = ids.iter().flat_map(|&i| (i as i64).to_le_bytes()).collect();
-    let lg: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let tensors = [
-        ("input_ids", TensorView::new(Dtype::I64, vec![ids.len()], &ids64)?),
-        ("logits", TensorView::new(Dtype::F32, vec![ids.len(), vocab], &lg)?),
-    ];
-    safetensors::serialize_to_file(tensors, None, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 fn main() -> ExitCode {

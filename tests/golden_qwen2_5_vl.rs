@@ -165,11 +165,22 @@ fn mrope_decode_through_the_cache_matches_prefill() {
     let head = &ids[..n - 3];
     let vl = model.pack(&[VlPrompt { ids: head, images: std::slice::from_ref(&img) }]).unwrap();
     let mut cache = model.model.new_cache(n).unwrap();
-    model.forward(&vl, std::slice::from_ref(&img), &mut cache, &ForwardOptions { logits: LogitRows::None, ..Default::default() }, None).unwrap();
+    model
+        .forward(
+            &vl,
+            std::slice::from_ref(&img),
+            &mut cache,
+            &ForwardOptions { logits: LogitRows::None, ..Default::default() },
+            None,
+        )
+        .unwrap();
     let want = g.f32("logits");
     for i in n - 3..n {
         let step = culturelens::models::PackedBatch::continuation_mrope(ids[i], cache.len, vl.rope_deltas[0]);
-        let out = model.model.forward(&step, &mut cache, &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() }).unwrap();
+        let out = model
+            .model
+            .forward(&step, &mut cache, &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() })
+            .unwrap();
         check(&format!("decode step {i}"), &out.logits, &want[i * v..(i + 1) * v]);
     }
 }

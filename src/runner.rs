@@ -1,0 +1,150 @@
+//! `culturelens run`: one prompt (optionally with an image) through whichever supported model
+//! the directory holds, greedy decoding, and the `--dump` file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::gpu::Gpu;
+use crate::models::config::{Architecture, ModelConfig};
+use crate::models::decoder::{ForwardOptions, LogitRows};
+use crate::models::generate::{generate_greedy, greedy_loop, Generation};
+use crate::models::qwen2_5_vl::{ImageInput, Qwen2_5_VLForConditionalGeneration, VlPrompt};
+use crate::models::{CausalLm, PackedBatch};
+use crate::text::{expand_image_tokens, ChatMessage, TextProcessor};
+use crate::vision::image_input::load_rgb;
+use crate::vision::qwen2_vl::{preprocess, Qwen2VlImageProcessorConfig};
+
+pub struct RunRequest {
+    pub model_dir: PathBuf,
+    pub prompt: String,
+    pub image: Option<PathBuf>,
+    pub raw: bool,
+    pub max_new_tokens: usize,
+    pub keep_prompt_logits: bool,
+}
+
+pub struct RunResult {
+    pub prompt_ids: Vec<u32>,
+    pub generation: Generation,
+    pub answer: String,
+    pub vocab_size: usize,
+}
+
+/// Tokenizer-side work that needs no GPU, done first so bad input fails fast.
+fn prompt_text(text: &TextProcessor, req: &RunRequest, image_tokens: Option<(&str, usize)>) -> anyhow::Result<String> {
+    let rendered = if req.raw {
+        req.prompt.clone()
+    } else {
+        let msg = if image_tokens.is_some() {
+            ChatMessage::user_image_text(&req.prompt)
+        } else {
+            ChatMessage::user_text(&req.prompt)
+        };
+        text.render_chat(&[msg], true)
+            .context("cannot apply the chat template (pass --raw to feed the prompt as is)")?
+    };
+    match image_tokens {
+        Some((placeholder, n)) => expand_image_tokens(&rendered, placeholder, &[n]).map_err(anyhow::Error::msg),
+        None => Ok(rendered),
+    }
+}
+
+fn encode(text: &TextProcessor, req: &RunRequest, rendered: &str) -> anyhow::Result<Vec<u32>> {
+    let ids = if req.raw { text.encode(rendered, true)? } else { text.encode_prompt(rendered)? };
+    if ids.is_empty() {
+        anyhow::bail!("the prompt encodes to no tokens");
+    }
+    Ok(ids)
+}
+
+pub fn run(gpu_for: impl FnOnce() -> anyhow::Result<Arc<Gpu>>, req: &RunRequest) -> anyhow::Result<RunResult> {
+    let config = ModelConfig::load(&req.model_dir)?;
+    let text = TextProcessor::load(&req.model_dir)?;
+    let mut eos = text.eos_token_ids();
+    eos.extend(config.eos_token_ids.iter().copied().filter(|id| !text.eos_token_ids().contains(id)));
+    let (prompt_ids, generation, vocab_size) = match config.architecture {
+        Architecture::Qwen2ForCausalLM | Architecture::MistralForCausalLM => {
+            if let Some(img) = &req.image {
+                anyhow::bail!("--image {}: {} is a text-only model", img.display(), config.architecture.hf_name());
+            }
+            let ids = encode(&text, req, &prompt_text(&text, req, None)?)?;
+            let gpu = gpu_for()?;
+            let lm = CausalLm::load(&gpu, &req.model_dir)?;
+            let g = generate_greedy(&lm.model, &ids, req.max_new_tokens, &eos, req.keep_prompt_logits)?;
+            (ids, g, lm.config.text.vocab_size)
+        }
+        Architecture::Qwen2_5_VLForConditionalGeneration => run_qwen2_5_vl(gpu_for, req, &config, &text, &eos)?,
+    };
+    let answer_ids: Vec<u32> = generation.new_tokens.iter().copied().filter(|id| !eos.contains(id)).collect();
+    let answer = text.decode(&answer_ids, true)?;
+    Ok(RunResult { prompt_ids, generation, answer, vocab_size })
+}
+
+fn run_qwen2_5_vl(
+    gpu_for: impl FnOnce() -> anyhow::Result<Arc<Gpu>>,
+    req: &RunRequest,
+    config: &ModelConfig,
+    text: &TextProcessor,
+    eos: &[u32],
+) -> anyhow::Result<(Vec<u32>, Generation, usize)> {
+    let vc = config.vision.as_ref().expect("parsed with the architecture");
+    let placeholder = text
+        .id_to_token(vc.image_token_id)
+        .with_context(|| format!("image_token_id {} is not in the tokenizer", vc.image_token_id))?;
+    let images = match &req.image {
+        Some(path) => {
+            let pcfg = Qwen2VlImageProcessorConfig::load(&req.model_dir)?;
+            let processed =
+                preprocess(&load_rgb(path)?, &pcfg).with_context(|| format!("preprocessing {}", path.display()))?;
+            vec![ImageInput { pixel_values: processed.pixel_values, grid_thw: processed.grid_thw }]
+        }
+        None => Vec::new(),
+    };
+    let image_tokens =
+        images.first().map(|i| (placeholder.as_str(), i.grid_thw.iter().product::<usize>() / vc.merge_unit()));
+    let ids = encode(text, req, &prompt_text(text, req, image_tokens)?)?;
+    if images.is_empty() && ids.contains(&vc.image_token_id) {
+        anyhow::bail!("the prompt contains image tokens ({placeholder}) but no --image was given");
+    }
+    let gpu = gpu_for()?;
+    let model = Qwen2_5_VLForConditionalGeneration::load(&gpu, &req.model_dir)?;
+    let vl = model.pack(&[VlPrompt { ids: &ids, images: &images }])?;
+    let vocab = config.text.vocab_size;
+    let mut cache = model.model.new_cache(ids.len() + req.max_new_tokens)?;
+    let start = std::time::Instant::now();
+    let rows = if req.keep_prompt_logits { LogitRows::All } else { LogitRows::Rows(vec![ids.len() as u32 - 1]) };
+    let out = model.forward(&vl, &images, &mut cache, &ForwardOptions { logits: rows, ..Default::default() }, None)?;
+    let prefill_seconds = start.elapsed().as_secs_f64();
+    let start = std::time::Instant::now();
+    let delta = vl.rope_deltas[0];
+    let new_tokens = greedy_loop(&out.logits[out.logits.len() - vocab..], req.max_new_tokens, eos, |token| {
+        let step = PackedBatch::continuation_mrope(token, cache.len, delta);
+        Ok(model
+            .model
+            .forward(&step, &mut cache, &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() })?
+            .logits)
+    })?;
+    let generation = Generation {
+        new_tokens,
+        prompt_logits: if req.keep_prompt_logits { out.logits } else { Vec::new() },
+        prefill_seconds,
+        decode_seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok((ids, generation, vocab))
+}
+
+/// The `--dump` file: input_ids [T] i64 and logits [T, vocab] f32 for every prompt position.
+pub fn write_dump(path: &Path, ids: &[u32], logits: &[f32], vocab: usize) -> anyhow::Result<()> {
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+    let ids64: Vec<u8> = ids.iter().flat_map(|&i| (i as i64).to_le_bytes()).collect();
+    let lg: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let tensors = [
+        ("input_ids", TensorView::new(Dtype::I64, vec![ids.len()], &ids64)?),
+        ("logits", TensorView::new(Dtype::F32, vec![ids.len(), vocab], &lg)?),
+    ];
+    safetensors::serialize_to_file(tensors, None, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

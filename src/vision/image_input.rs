@@ -1,0 +1,72 @@
+//! Decoding image files or bytes into 8-bit RGB exactly as the Python side would see them.
+//!
+//! HF reaches an RGB image by two routes, and both end in the same Pillow calls: `load_image` (a path or URL
+//! in the chat) and `datasets`' `Image` feature (parquet bytes, as in CVQA) each apply
+//! `ImageOps.exif_transpose` and the processor's `convert_to_rgb` is a plain `image.convert("RGB")`.
+//! So the rules here are Pillow's, not the `image` crate's own conversions:
+//! - alpha is dropped, never composited on white (only a few models such as Idefics2 composite);
+//! - 16-bit colour PNGs keep the high byte (Pillow unpacks them with the "RGB;16B" raw mode);
+//! - 16-bit greyscale opens as "I;16", and I;16 -> RGB clips every value above 255 to 255.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+
+use super::ImageError;
+
+/// Reads and decodes an image file; see the module docs for how it is turned into RGB.
+pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
+    let bytes = std::fs::read(path).map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
+    decode_rgb(&bytes, &path.display().to_string())
+}
+
+/// Decodes an in-memory image (any format the `image` crate reads, recognised by content, not by name);
+/// `origin` names the source in errors, e.g. `"cvqa.parquet row 17"`.
+pub fn decode_rgb(bytes: &[u8], origin: &str) -> Result<RgbImage, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty { origin: origin.to_string() });
+    }
+    let decode_err = |source| ImageError::Decode { origin: origin.to_string(), source };
+    // A Cursor cannot fail to read, so the io::Error arm is unreachable in practice.
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| decode_err(image::ImageError::IoError(e)))?;
+    if reader.format().is_none() {
+        let head = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+        return Err(ImageError::UnknownFormat { origin: origin.to_string(), head });
+    }
+    let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(ImageError::ZeroSize { origin: origin.to_string(), width, height });
+    }
+    // A damaged EXIF block must not cost the image: Pillow's exif_transpose also ignores what it cannot parse.
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+    img.apply_orientation(orientation);
+    Ok(to_rgb_like_pillow(img))
+}
+
+fn to_rgb_like_pillow(img: DynamicImage) -> RgbImage {
+    let (w, h) = (img.width(), img.height());
+    let from_fn = |f: &dyn Fn(u32, u32) -> [u8; 3]| RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)));
+    match img {
+        DynamicImage::ImageRgb8(b) => b,
+        DynamicImage::ImageRgba8(b) => from_fn(&|x, y| {
+            let p = b.get_pixel(x, y).0;
+            [p[0], p[1], p[2]]
+        }),
+        DynamicImage::ImageLuma8(b) => from_fn(&|x, y| [b.get_pixel(x, y).0[0]; 3]),
+        DynamicImage::ImageLumaA8(b) => from_fn(&|x, y| [b.get_pixel(x, y).0[0]; 3]),
+        DynamicImage::ImageLuma16(b) => from_fn(&|x, y| [b.get_pixel(x, y).0[0].min(255) as u8; 3]),
+        DynamicImage::ImageLumaA16(b) => from_fn(&|x, y| [(b.get_pixel(x, y).0[0] >> 8) as u8; 3]),
+        DynamicImage::ImageRgb16(b) => from_fn(&|x, y| b.get_pixel(x, y).0.map(|v| (v >> 8) as u8)),
+        DynamicImage::ImageRgba16(b) => from_fn(&|x, y| {
+            let p = b.get_pixel(x, y).0;
+            [p[0], p[1], p[2]].map(|v| (v >> 8) as u8)
+        }),
+        // Float images (HDR/EXR) have no Pillow counterpart worth imitating; clamp-and-scale is the usual reading.
+        other => other.to_rgb8(),
+    }
+}
