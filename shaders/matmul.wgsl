@@ -1,23 +1,6 @@
-// y[m, n] (+)= sum_k x[m, k] * w[n, k] + bias[n]   (HF Linear: w is [out, in]).
-// One workgroup computes a 64x64 tile of y; each of its 16x16 threads a 4x4 register block.
-// w may be one row-chunk of a split weight: n is local to the chunk, y_col_offset places it.
-// load_w comes from the weights_<dtype>.wgsl snippet prepended to this file.
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    y_stride: u32,
-    y_col_offset: u32,
-    y_row_offset: u32,
-    has_bias: u32,
-    accumulate: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// Many-row matmul: one workgroup computes a 64x64 tile of y, each of its 16x16 threads a 4x4
+// register block. Prepended: weights_<dtype>.wgsl (load_w) and matmul_common.wgsl (bindings,
+// store_output).
 
 const TILE: u32 = 64u;
 const KT: u32 = 16u;
@@ -74,16 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             if (n >= p.n) {
                 continue;
             }
-            var v = acc[i][j];
-            let col = p.y_col_offset + n;
-            if (p.has_bias != 0u) {
-                v += bias[col];
-            }
-            let idx = (p.y_row_offset + m) * p.y_stride + col;
-            if (p.accumulate != 0u) {
-                v += y[idx];
-            }
-            y[idx] = v;
+            store_output(m, n, acc[i][j]);
         }
     }
 }

@@ -1,24 +1,7 @@
-// y[m, n] (+)= sum_k x[m, k] * w[n, k] + bias[n], for few rows (decode, LM head on chosen rows)
-// and for CPU adapters. The 64 invocations of a workgroup split K: neighbours read neighbouring
+// Few-row matmul (decode, the LM head on chosen rows) and the CPU-adapter path. The 64 invocations of a workgroup split K: neighbours read neighbouring
 // k, so loads are contiguous (what lavapipe's SIMD lanes and a GPU's coalescer both want), and a
 // tree reduction in workgroup memory sums the 64 partials. A workgroup owns MB rows x 4 columns.
-// MB is spliced in by the host; load_w comes from the weights_<dtype>.wgsl snippet.
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    y_stride: u32,
-    y_col_offset: u32,
-    y_row_offset: u32,
-    has_bias: u32,
-    accumulate: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// Prepended: `const MB`, weights_<dtype>.wgsl (load_w) and matmul_common.wgsl.
 
 const WG: u32 = 64u;
 const NB: u32 = 4u;
@@ -66,16 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let m = m0 + lid.x / NB;
         let n = n0 + lid.x % NB;
         if (m < p.m && n < p.n) {
-            var v = red[lid.x * WG];
-            let col = p.y_col_offset + n;
-            if (p.has_bias != 0u) {
-                v += bias[col];
-            }
-            let idx = (p.y_row_offset + m) * p.y_stride + col;
-            if (p.accumulate != 0u) {
-                v += y[idx];
-            }
-            y[idx] = v;
+            store_output(m, n, red[lid.x * WG]);
         }
     }
 }

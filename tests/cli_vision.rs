@@ -29,6 +29,10 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+fn dump_ids(st: &safetensors::SafeTensors<'_>) -> Vec<i64> {
+    st.tensor("input_ids").unwrap().data().chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
 fn fails_naming(args: &[&str], needles: &[&str]) {
     let (code, _, err) = run(args);
     assert_eq!(code, Some(1), "expected a clean failure, got {code:?}: {err}");

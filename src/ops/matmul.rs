@@ -72,7 +72,7 @@ pub fn matmul_with(
 ) {
     let gpu = rec.gpu().clone();
     let pipeline = match kernel {
-        MatmulKernel::Tiled => shaders::weight_pipeline(&gpu, "matmul", shaders::MATMUL, w.dtype),
+        MatmulKernel::Tiled => shaders::matmul_tiled_pipeline(&gpu, w.dtype),
         MatmulKernel::SplitK { rows_per_group } => shaders::matmul_splitk_pipeline(&gpu, w.dtype, rows_per_group),
     };
     // Unused bias slot still needs a buffer bound; x serves (it is never read then).

@@ -3,6 +3,7 @@
 
 use crate::gpu::{Gpu, ShaderKey, WeightDType};
 
+pub const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
 pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 pub const MATMUL_SPLITK: &str = include_str!("../../shaders/matmul_splitk.wgsl");
 pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
@@ -25,7 +26,7 @@ pub fn weight_loader(dtype: WeightDType) -> &'static str {
 pub fn all_variants() -> Vec<(ShaderKey, String)> {
     let mut v = Vec::new();
     for dt in [WeightDType::BF16, WeightDType::F16, WeightDType::F32] {
-        v.push((ShaderKey::new("matmul", dt.name()), format!("{}\n{}", weight_loader(dt), MATMUL)));
+        v.push((ShaderKey::new("matmul", dt.name()), matmul_tiled_source(dt)));
         v.push((ShaderKey::new("embedding", dt.name()), format!("{}\n{}", weight_loader(dt), EMBEDDING)));
         for mb in [1, 4] {
             v.push((ShaderKey::new("matmul_splitk", format!("{}-mb{mb}", dt.name())), matmul_splitk_source(dt, mb)));
@@ -52,8 +53,16 @@ pub fn weight_pipeline(gpu: &Gpu, name: &'static str, src: &'static str, dtype: 
     gpu.pipelines.get(&gpu.device, &ShaderKey::new(name, dtype.name()), || format!("{}\n{}", weight_loader(dtype), src))
 }
 
+fn matmul_tiled_source(dtype: WeightDType) -> String {
+    format!("{}\n{}\n{}", weight_loader(dtype), MATMUL_COMMON, MATMUL)
+}
+
 fn matmul_splitk_source(dtype: WeightDType, rows_per_group: u32) -> String {
-    format!("const MB: u32 = {rows_per_group}u;\n{}\n{}", weight_loader(dtype), MATMUL_SPLITK)
+    format!("const MB: u32 = {rows_per_group}u;\n{}\n{}\n{}", weight_loader(dtype), MATMUL_COMMON, MATMUL_SPLITK)
+}
+
+pub fn matmul_tiled_pipeline(gpu: &Gpu, dtype: WeightDType) -> wgpu::ComputePipeline {
+    gpu.pipelines.get(&gpu.device, &ShaderKey::new("matmul", dtype.name()), || matmul_tiled_source(dtype))
 }
 
 pub fn matmul_splitk_pipeline(gpu: &Gpu, dtype: WeightDType, rows_per_group: u32) -> wgpu::ComputePipeline {
