@@ -1,9 +1,11 @@
-// dst[i, :] = src[rows[i], :] — picks the positions whose logits are wanted before the LM head.
+// dst[i, :] (+)= src[rows[i], :]: picks the positions whose logits are wanted, reorders patches
+// into windows and back, packs image features; with `accumulate`, adds a table row per row
+// (position embeddings).
 
 struct Params {
     count: u32,
     width: u32,
-    _pad0: u32,
+    accumulate: u32,
     _pad1: u32,
 }
 
@@ -20,5 +22,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (i >= p.count || d >= p.width) {
         return;
     }
-    dst[i * p.width + d] = src[rows[i] * p.width + d];
+    var v = src[rows[i] * p.width + d];
+    if (p.accumulate != 0u) {
+        v += dst[i * p.width + d];
+    }
+    dst[i * p.width + d] = v;
 }

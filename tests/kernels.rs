@@ -3,7 +3,7 @@ mod common;
 
 use common::{assert_close, gpu, randn, rng};
 use culturelens::gpu::{Recorder, WeightDType, WeightTensor};
-use culturelens::ops::{attention, embedding, gather, gelu, matmul, rmsnorm, rope, swiglu};
+use culturelens::ops::{activation, attention, embedding, gather, layernorm, matmul, rmsnorm, rope, swiglu};
 use half::{bf16, f16};
 
 /// Rounds `v` to `dtype` and returns (bytes as stored on disk, the values the GPU will see).
@@ -358,24 +358,49 @@ fn gather_rows_picks_positions() {
     let mut rec = Recorder::new(&g);
     gather::gather_rows(&mut rec, &sb, &rb, &db, rows.len(), width);
     rec.finish().unwrap();
-    assert_eq!(g.read::<f32>(&db, 0, rows.len() * width).unwrap(), gather::gather_rows_ref(&src, &rows, width));
+    let picked = gather::gather_rows_ref(&src, &rows, width);
+    assert_eq!(g.read::<f32>(&db, 0, rows.len() * width).unwrap(), picked);
+    let mut rec = Recorder::new(&g);
+    gather::gather_rows_add(&mut rec, &sb, &rb, &db, rows.len(), width);
+    rec.finish().unwrap();
+    let doubled: Vec<f32> = picked.iter().map(|v| v + v).collect();
+    assert_eq!(g.read::<f32>(&db, 0, rows.len() * width).unwrap(), doubled);
 }
 
 #[test]
-fn gelu_matches_erf_reference() {
+fn activations_match_reference() {
     let g = gpu();
     let mut r = rng(13);
     let mut x = randn(&mut r, 1001, 6.0);
     x.extend([0.0, -0.0, 1e-6, -1e-6, 10.0, -10.0, 30.0, -30.0]);
-    assert!(
-        (gelu::erf(0.5) - 0.520_499_877_813_046_5).abs() < 1e-15
-            && (gelu::erf(3.0) - 0.999_977_909_503_001_4).abs() < 1e-15
-    );
-    let xb = g.storage_from("x", &x).unwrap();
-    let mut rec = Recorder::new(&g);
-    gelu::gelu(&mut rec, &xb, x.len());
-    rec.finish().unwrap();
-    let got: Vec<f32> = g.read(&xb, 0, x.len()).unwrap();
-    let want: Vec<f32> = x.iter().map(|&v| gelu::gelu_ref(v)).collect();
-    assert_close("gelu", &got, &want, 2e-6, 1e-7);
+    assert!((activation::erf(0.5) - 0.520_499_877_813_046_5).abs() < 1e-15);
+    assert!((activation::erf(3.0) - 0.999_977_909_503_001_4).abs() < 1e-15);
+    for act in [activation::Activation::Gelu, activation::Activation::QuickGelu] {
+        let xb = g.storage_from("x", &x).unwrap();
+        let mut rec = Recorder::new(&g);
+        activation::activation(&mut rec, act, &xb, x.len());
+        rec.finish().unwrap();
+        let got: Vec<f32> = g.read(&xb, 0, x.len()).unwrap();
+        let want: Vec<f32> = x.iter().map(|&v| act.reference(v)).collect();
+        assert_close(&format!("{act:?}"), &got, &want, 2e-6, 1e-7);
+    }
+}
+
+#[test]
+fn layernorm_matches_reference() {
+    let g = gpu();
+    let mut r = rng(14);
+    for (rows, width) in [(7usize, 33usize), (2, 777), (1, 3)] {
+        let x: Vec<f32> = randn(&mut r, rows * width, 3.0).iter().map(|v| v + 5.0).collect();
+        let w = randn(&mut r, width, 1.0);
+        let b = randn(&mut r, width, 0.5);
+        let (xb, wb, bb) =
+            (g.storage_from("x", &x).unwrap(), g.storage_from("w", &w).unwrap(), g.storage_from("b", &b).unwrap());
+        let yb = g.storage_buffer("y", (rows * width * 4) as u64).unwrap();
+        let mut rec = Recorder::new(&g);
+        layernorm::layernorm(&mut rec, &xb, &wb, &bb, &yb, rows, width, 1e-5);
+        rec.finish().unwrap();
+        let got: Vec<f32> = g.read(&yb, 0, rows * width).unwrap();
+        assert_close("layernorm", &got, &layernorm::layernorm_ref(&x, &w, &b, width, 1e-5), 1e-5, 2e-6);
+    }
 }

@@ -7,7 +7,7 @@ use super::{row_grid, shaders};
 struct Params {
     count: u32,
     width: u32,
-    _pad0: u32,
+    accumulate: u32,
     _pad1: u32,
 }
 
@@ -20,9 +20,33 @@ pub fn gather_rows(
     count: usize,
     width: usize,
 ) {
+    gather(rec, src, rows, dst, (count, width), false)
+}
+
+/// dst[i, :] += src[rows[i], :].
+pub fn gather_rows_add(
+    rec: &mut Recorder,
+    src: &wgpu::Buffer,
+    rows: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    count: usize,
+    width: usize,
+) {
+    gather(rec, src, rows, dst, (count, width), true)
+}
+
+fn gather(
+    rec: &mut Recorder,
+    src: &wgpu::Buffer,
+    rows: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    shape: (usize, usize),
+    add: bool,
+) {
+    let (count, width) = shape;
     let gpu = rec.gpu().clone();
     let pipeline = shaders::pipeline(&gpu, "gather_rows", shaders::GATHER_ROWS);
-    let params = Params { count: count as u32, width: width as u32, _pad0: 0, _pad1: 0 };
+    let params = Params { count: count as u32, width: width as u32, accumulate: add as u32, _pad1: 0 };
     rec.dispatch(
         &pipeline,
         &params,

@@ -1,10 +1,11 @@
 //! One file per GPU op: parameter struct, shape checks, dispatch, and the CPU reference the
 //! randomized kernel tests compare against.
 
+pub mod activation;
 pub mod attention;
 pub mod embedding;
 pub mod gather;
-pub mod gelu;
+pub mod layernorm;
 pub mod matmul;
 pub mod rmsnorm;
 pub mod rope;

@@ -12,7 +12,8 @@ pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
 pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 pub const SWIGLU_STATS: &str = include_str!("../../shaders/swiglu_stats.wgsl");
 pub const GATHER_ROWS: &str = include_str!("../../shaders/gather_rows.wgsl");
-pub const GELU: &str = include_str!("../../shaders/gelu.wgsl");
+pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
+pub const LAYERNORM: &str = include_str!("../../shaders/layernorm.wgsl");
 
 pub fn weight_loader(dtype: WeightDType) -> &'static str {
     match dtype {
@@ -38,7 +39,8 @@ pub fn all_variants() -> Vec<(ShaderKey, String)> {
         ("attention", ATTENTION),
         ("swiglu_stats", SWIGLU_STATS),
         ("gather_rows", GATHER_ROWS),
-        ("gelu", GELU),
+        ("activation", ACTIVATION),
+        ("layernorm", LAYERNORM),
     ] {
         v.push((ShaderKey::new(name, ""), src.to_string()));
     }

@@ -1,10 +1,12 @@
-// In place x = x * Φ(x) = 0.5 x (1 + erf(x / √2))   (torch.nn.GELU(), approximate='none').
+// In-place activations of the vision towers and projectors:
+//   kind 0: GELU, x Φ(x) = 0.5 x (1 + erf(x / √2))   (torch.nn.GELU(), approximate='none')
+//   kind 1: quick_gelu, x σ(1.702 x)                  (CLIP)
 // WGSL has no erf; erfc below is the Chebyshev fit of Numerical Recipes (relative error
 // < 1.2e-7 everywhere), accurate enough to keep GELU within f32 rounding of torch.
 
 struct Params {
     count: u32,
-    _pad0: u32,
+    kind: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -28,6 +30,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let v = x[i];
+    if (p.kind == 1u) {
+        x[i] = v / (1.0 + exp(-1.702 * v));
+        return;
+    }
     // 0.5 v (1 + erf(v/√2)) = 0.5 v erfc(-v/√2): no cancellation for negative v.
     x[i] = 0.5 * v * erfc_nr(-v * 0.70710678118654752);
 }
