@@ -76,6 +76,9 @@ pub fn run(gpu_for: impl FnOnce() -> anyhow::Result<Arc<Gpu>>, req: &RunRequest)
             (ids, g, lm.config.text.vocab_size)
         }
         Architecture::Qwen2_5_VLForConditionalGeneration => run_qwen2_5_vl(gpu_for, req, &config, &text, &eos)?,
+        Architecture::LlavaNextForConditionalGeneration => {
+            anyhow::bail!("{}: LlavaNextForConditionalGeneration is not runnable yet", req.model_dir.display())
+        }
     };
     let answer_ids: Vec<u32> = generation.new_tokens.iter().copied().filter(|id| !eos.contains(id)).collect();
     let answer = text.decode(&answer_ids, true)?;

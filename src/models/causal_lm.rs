@@ -24,6 +24,9 @@ impl CausalLm {
             Architecture::Qwen2_5_VLForConditionalGeneration => {
                 Decoder::load(gpu, &store, &config.text, "model.", "lm_head.weight")?
             }
+            Architecture::LlavaNextForConditionalGeneration => {
+                Decoder::load(gpu, &store, &config.text, "language_model.model.", "language_model.lm_head.weight")?
+            }
         };
         Ok(CausalLm { config, model })
     }

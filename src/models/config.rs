@@ -21,6 +21,7 @@ pub enum Architecture {
     Qwen2ForCausalLM,
     MistralForCausalLM,
     Qwen2_5_VLForConditionalGeneration,
+    LlavaNextForConditionalGeneration,
 }
 
 /// The decoder flavour a language model uses.
@@ -31,10 +32,11 @@ pub enum TextFamily {
 }
 
 impl Architecture {
-    pub const SUPPORTED: [Architecture; 3] = [
+    pub const SUPPORTED: [Architecture; 4] = [
         Architecture::Qwen2ForCausalLM,
         Architecture::MistralForCausalLM,
         Architecture::Qwen2_5_VLForConditionalGeneration,
+        Architecture::LlavaNextForConditionalGeneration,
     ];
 
     pub fn hf_name(self) -> &'static str {
@@ -42,13 +44,18 @@ impl Architecture {
             Architecture::Qwen2ForCausalLM => "Qwen2ForCausalLM",
             Architecture::MistralForCausalLM => "MistralForCausalLM",
             Architecture::Qwen2_5_VLForConditionalGeneration => "Qwen2_5_VLForConditionalGeneration",
+            Architecture::LlavaNextForConditionalGeneration => "LlavaNextForConditionalGeneration",
         }
     }
+}
 
-    pub fn text_family(self) -> TextFamily {
-        match self {
-            Architecture::MistralForCausalLM => TextFamily::Mistral,
-            Architecture::Qwen2ForCausalLM | Architecture::Qwen2_5_VLForConditionalGeneration => TextFamily::Qwen2,
+impl TextFamily {
+    /// From a (text_)config's model_type.
+    pub fn from_model_type(t: &str) -> Option<TextFamily> {
+        match t {
+            "mistral" => Some(TextFamily::Mistral),
+            "qwen2" => Some(TextFamily::Qwen2),
+            _ => None,
         }
     }
 }
@@ -85,6 +92,8 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
     /// The vision tower and image-token ids of a vision-language checkpoint.
     pub vision: Option<crate::models::qwen2_5_vl::VisionConfig>,
+    /// The CLIP tower, projector and anyres grid of a LLaVA-NeXT checkpoint.
+    pub llava_next: Option<crate::models::llava_next::LlavaNextConfig>,
 }
 
 /// Typed access to one JSON object of a config file, with errors that name the file and field.
@@ -241,9 +250,35 @@ impl ModelConfig {
             }
         })?;
         // transformers 5 nests the language model's fields under text_config; hub files of
-        // Qwen2.5-VL keep them at the top level.
-        let text_json = json.get("text_config").filter(|t| t.is_object()).unwrap_or(&json);
-        let text = TextConfig::parse(&Fields { path: &path, json: text_json }, architecture.text_family())?;
+        // Qwen2.5-VL keep them at the top level. LLaVA-NeXT's text_config names its own family
+        // and, as HF writes it, omits the values equal to that config class's defaults.
+        let nested = json.get("text_config").filter(|t| t.is_object());
+        let family = match architecture {
+            Architecture::MistralForCausalLM => TextFamily::Mistral,
+            Architecture::Qwen2ForCausalLM | Architecture::Qwen2_5_VLForConditionalGeneration => TextFamily::Qwen2,
+            Architecture::LlavaNextForConditionalGeneration => {
+                let t = nested.and_then(|t| t.get("model_type")).and_then(|v| v.as_str()).unwrap_or("llama");
+                TextFamily::from_model_type(t).ok_or_else(|| {
+                    f.err("text_config.model_type", &format!("{t:?} is not supported (mistral, qwen2)"))
+                })?
+            }
+        };
+        let text = match architecture {
+            Architecture::LlavaNextForConditionalGeneration => {
+                let filled = crate::models::llava_next::config::with_class_defaults(
+                    nested.unwrap_or(&Value::Null),
+                    crate::models::llava_next::config::text_defaults(family),
+                );
+                TextConfig::parse(&Fields { path: &path, json: &filled }, family)?
+            }
+            _ => TextConfig::parse(&Fields { path: &path, json: nested.unwrap_or(&json) }, family)?,
+        };
+        let llava_next = match architecture {
+            Architecture::LlavaNextForConditionalGeneration => {
+                Some(crate::models::llava_next::LlavaNextConfig::parse(&f)?)
+            }
+            _ => None,
+        };
         let vision = match architecture {
             Architecture::Qwen2_5_VLForConditionalGeneration => {
                 if text.mrope_section.is_none() {
@@ -262,6 +297,13 @@ impl ModelConfig {
                 }
             }
         }
+        if let Some(t) = nested {
+            for id in (Fields { path: &path, json: t }).ids("eos_token_id") {
+                if !eos_token_ids.contains(&id) {
+                    eos_token_ids.push(id);
+                }
+            }
+        }
         Ok(ModelConfig {
             bos_token_id: f.ids("bos_token_id").first().copied(),
             eos_token_ids,
@@ -269,6 +311,7 @@ impl ModelConfig {
             architecture,
             text,
             vision,
+            llava_next,
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod causal_lm;
 pub mod config;
 pub mod decoder;
 pub mod generate;
+pub mod llava_next;
 pub mod qwen2_5_vl;
 pub mod stats;
 

@@ -2,6 +2,7 @@
 //! RGB image into the patch tensor a vision tower expects, matching HF transformers' processors.
 
 pub mod image_input;
+pub mod llava_next;
 pub mod qwen2_vl;
 pub mod resize;
 
