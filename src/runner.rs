@@ -10,10 +10,14 @@ use crate::gpu::Gpu;
 use crate::models::config::{Architecture, ModelConfig};
 use crate::models::decoder::{ForwardOptions, LogitRows};
 use crate::models::generate::{generate_greedy, greedy_loop, Generation};
+use crate::models::llava_next::{LlavaImage, LlavaNextForConditionalGeneration};
 use crate::models::qwen2_5_vl::{ImageInput, Qwen2_5_VLForConditionalGeneration, VlPrompt};
 use crate::models::{CausalLm, PackedBatch};
 use crate::text::{expand_image_tokens, ChatMessage, TextProcessor};
 use crate::vision::image_input::load_rgb;
+use crate::vision::llava_next::{
+    num_image_tokens as llava_image_tokens, preprocess as llava_preprocess, LlavaNextImageProcessorConfig,
+};
 use crate::vision::qwen2_vl::{preprocess, Qwen2VlImageProcessorConfig};
 
 pub struct RunRequest {
@@ -76,9 +80,7 @@ pub fn run(gpu_for: impl FnOnce() -> anyhow::Result<Arc<Gpu>>, req: &RunRequest)
             (ids, g, lm.config.text.vocab_size)
         }
         Architecture::Qwen2_5_VLForConditionalGeneration => run_qwen2_5_vl(gpu_for, req, &config, &text, &eos)?,
-        Architecture::LlavaNextForConditionalGeneration => {
-            anyhow::bail!("{}: LlavaNextForConditionalGeneration is not runnable yet", req.model_dir.display())
-        }
+        Architecture::LlavaNextForConditionalGeneration => run_llava_next(gpu_for, req, &config, &text, &eos)?,
     };
     let answer_ids: Vec<u32> = generation.new_tokens.iter().copied().filter(|id| !eos.contains(id)).collect();
     let answer = text.decode(&answer_ids, true)?;
@@ -124,6 +126,62 @@ fn run_qwen2_5_vl(
     let delta = vl.rope_deltas[0];
     let new_tokens = greedy_loop(&out.logits[out.logits.len() - vocab..], req.max_new_tokens, eos, |token| {
         let step = PackedBatch::continuation_mrope(token, cache.len, delta);
+        Ok(model
+            .model
+            .forward(&step, &mut cache, &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() })?
+            .logits)
+    })?;
+    let generation = Generation {
+        new_tokens,
+        prompt_logits: if req.keep_prompt_logits { out.logits } else { Vec::new() },
+        prefill_seconds,
+        decode_seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok((ids, generation, vocab))
+}
+
+fn run_llava_next(
+    gpu_for: impl FnOnce() -> anyhow::Result<Arc<Gpu>>,
+    req: &RunRequest,
+    config: &ModelConfig,
+    text: &TextProcessor,
+    eos: &[u32],
+) -> anyhow::Result<(Vec<u32>, Generation, usize)> {
+    let llava = config.llava_next.as_ref().expect("parsed with the architecture");
+    let placeholder = text
+        .id_to_token(llava.image_token_index)
+        .with_context(|| format!("image_token_index {} is not in the tokenizer", llava.image_token_index))?;
+    let images = match &req.image {
+        Some(path) => {
+            let pcfg = LlavaNextImageProcessorConfig::load(&req.model_dir)?;
+            let px = llava_preprocess(&load_rgb(path)?, &pcfg)
+                .with_context(|| format!("preprocessing {}", path.display()))?;
+            let tokens = llava_image_tokens(px.image_size_hw, &pcfg, llava.vision.patch_size, "default");
+            vec![(
+                LlavaImage { pixel_values: px.pixel_values, crops: px.n_crops, image_size_hw: px.image_size_hw },
+                tokens,
+            )]
+        }
+        None => Vec::new(),
+    };
+    let image_tokens = images.first().map(|(_, n)| (placeholder.as_str(), *n));
+    let ids = encode(text, req, &prompt_text(text, req, image_tokens)?)?;
+    if images.is_empty() && ids.contains(&llava.image_token_index) {
+        anyhow::bail!("the prompt contains image tokens ({placeholder}) but no --image was given");
+    }
+    let gpu = gpu_for()?;
+    let model = LlavaNextForConditionalGeneration::load(&gpu, &req.model_dir)?;
+    let images: Vec<LlavaImage> = images.into_iter().map(|(i, _)| i).collect();
+    let vocab = config.text.vocab_size;
+    let batch = PackedBatch::from_sequences(std::slice::from_ref(&ids));
+    let mut cache = model.model.new_cache(ids.len() + req.max_new_tokens)?;
+    let start = std::time::Instant::now();
+    let rows = if req.keep_prompt_logits { LogitRows::All } else { LogitRows::Rows(vec![ids.len() as u32 - 1]) };
+    let out = model.forward(&batch, &images, &mut cache, &ForwardOptions { logits: rows, ..Default::default() })?;
+    let prefill_seconds = start.elapsed().as_secs_f64();
+    let start = std::time::Instant::now();
+    let new_tokens = greedy_loop(&out.logits[out.logits.len() - vocab..], req.max_new_tokens, eos, |token| {
+        let step = PackedBatch::continuation(token, cache.len);
         Ok(model
             .model
             .forward(&step, &mut cache, &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() })?

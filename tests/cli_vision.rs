@@ -177,3 +177,55 @@ fn images_far_beyond_max_pixels_are_resized_not_rejected() {
     let image_tokens = ids.iter().filter(|&&i| i == 712).count();
     assert_eq!(image_tokens, (h / 14) * (w / 14) / 4);
 }
+
+#[test]
+fn llava_next_image_prompts_match_hf_and_take_any_aspect_ratio() {
+    for case in ["llava_next-mistral-tiny", "llava_next-qwen2-tiny"] {
+        let g = Golden::open(case);
+        let dir = g.dir.to_str().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dump = tmp.path().join("d.safetensors");
+        let image = g.dir.join("image.png");
+        let (code, _, err) = run(&[
+            "run",
+            "--model",
+            dir,
+            "--image",
+            image.to_str().unwrap(),
+            "--prompt",
+            &question(&g.dir),
+            "--max-new-tokens",
+            "2",
+            "--dump",
+            dump.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{case}: {err}");
+        let bytes = std::fs::read(&dump).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(dump_ids(&st), g.i64("input_ids"), "{case}: ids with <image> expanded as HF's processor does");
+        let logits: Vec<f32> =
+            st.tensor("logits").unwrap().data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let e = common::nmse(&logits, &g.f32("logits"));
+        eprintln!("{case}: logits from our own preprocessing: NMSE {e:.2e}");
+        assert!(e <= 1e-4, "{case}: NMSE {e:e}");
+        // 1:8 and 8:1 strips and an image far smaller than one crop must all run.
+        for (w, h) in [(400u32, 50u32), (50, 400), (9, 7)] {
+            let p = tmp.path().join(format!("{w}x{h}.png"));
+            image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 11 % 256) as u8, 90]))
+                .save(&p)
+                .unwrap();
+            let (code, _, err) = run(&[
+                "run",
+                "--model",
+                dir,
+                "--image",
+                p.to_str().unwrap(),
+                "--prompt",
+                "What is this?",
+                "--max-new-tokens",
+                "1",
+            ]);
+            assert_eq!(code, Some(0), "{case} {w}x{h}: {err}");
+        }
+    }
+}

@@ -98,3 +98,36 @@ fn logits_hidden_states_stats_and_ablation_match_hf() {
         check(&format!("{case} ablate.logits"), &ablated.logits, &g.f32("ablate.logits"));
     }
 }
+
+#[test]
+fn packed_prompts_with_images_of_different_aspect_ratios_match_solo() {
+    use culturelens::vision::llava_next::{num_image_tokens, preprocess, LlavaNextImageProcessorConfig};
+    let g = Golden::open("llava_next-qwen2-tiny");
+    let model = LlavaNextForConditionalGeneration::load(&gpu(), &g.dir).unwrap();
+    let pcfg = LlavaNextImageProcessorConfig::load(&g.dir).unwrap();
+    let v = model.config.text.vocab_size;
+    let tok = model.llava.image_token_index;
+    let ids_a = g.ids("input_ids");
+    let img_a = image(&g);
+    // A wide 1:4 synthetic image in a shorter prompt.
+    let wide = image::RgbImage::from_fn(200, 50, |x, y| image::Rgb([(x % 256) as u8, (y * 5 % 256) as u8, 40]));
+    let px = preprocess(&wide, &pcfg).unwrap();
+    let n = num_image_tokens(px.image_size_hw, &pcfg, model.llava.vision.patch_size, "default");
+    let img_b = LlavaImage { pixel_values: px.pixel_values, crops: px.n_crops, image_size_hw: px.image_size_hw };
+    let mut ids_b = ids_a[..3].to_vec();
+    ids_b.extend(std::iter::repeat_n(tok, n));
+    ids_b.extend(&ids_a[ids_a.len() - 9..]);
+    let seqs = [ids_a.clone(), ids_b.clone()];
+    let imgs = [img_a.clone(), img_b.clone()];
+    let batch = PackedBatch::from_sequences(&seqs);
+    let mut cache = model.model.new_cache(batch.len()).unwrap();
+    let packed = model.forward(&batch, &imgs, &mut cache, &ForwardOptions::default()).unwrap();
+    for (s, (ids, img)) in seqs.iter().zip(&imgs).enumerate() {
+        let solo = PackedBatch::from_sequences(std::slice::from_ref(ids));
+        let mut cache = model.model.new_cache(ids.len()).unwrap();
+        let alone = model.forward(&solo, std::slice::from_ref(img), &mut cache, &ForwardOptions::default()).unwrap();
+        let r = batch.sequence(s);
+        let e = nmse(&packed.logits[r.start * v..r.end * v], &alone.logits);
+        assert!(e <= 1e-12, "prompt {s}: packed vs solo NMSE {e:e}");
+    }
+}
