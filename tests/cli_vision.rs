@@ -85,7 +85,13 @@ fn image_prompt_matches_hf_ids_and_logits() {
 
 #[test]
 fn bad_images_fail_with_the_file_named() {
-    let g = Golden::open(CASE);
+    for case in [CASE, "llava_next-mistral-tiny"] {
+        bad_images_on(case);
+    }
+}
+
+fn bad_images_on(case: &str) {
+    let g = Golden::open(case);
     let dir = g.dir.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("no-such.png");

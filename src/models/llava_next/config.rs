@@ -110,7 +110,9 @@ impl LlavaNextConfig {
             layer_norm_eps: v.f64("layer_norm_eps")?.unwrap_or(1e-5) as f32,
             hidden_act: act(&v, "hidden_act", "quick_gelu")?,
         };
-        if vision.image_size % vision.patch_size != 0 || vision.hidden_size % vision.num_attention_heads != 0 {
+        if !vision.image_size.is_multiple_of(vision.patch_size)
+            || !vision.hidden_size.is_multiple_of(vision.num_attention_heads)
+        {
             return Err(v.err(
                 "vision_config",
                 "image_size must be a multiple of patch_size and hidden_size of num_attention_heads",

@@ -67,11 +67,11 @@ impl VisionConfig {
                 .copied()
                 .ok_or_else(|| top.err("vision_start_token_id", "is missing"))?,
         };
-        if c.hidden_size % c.num_heads != 0 || c.head_dim() % 4 != 0 {
+        if !c.hidden_size.is_multiple_of(c.num_heads) || !c.head_dim().is_multiple_of(4) {
             return Err(f.err("vision_config.num_heads", "hidden_size / num_heads must be a multiple of 4"));
         }
         let unit = c.patch_size * c.spatial_merge_size;
-        if c.window_size % unit != 0 {
+        if !c.window_size.is_multiple_of(unit) {
             return Err(f.err(
                 "vision_config.window_size",
                 &format!("must be a multiple of patch_size x spatial_merge_size = {unit}"),

@@ -163,7 +163,7 @@ impl VisionTransformer {
         rec: &mut Recorder,
         pixel_values: &[f32],
         grids: &[[usize; 3]],
-        mut capture: Option<&mut VisionCapture>,
+        capture: Option<&mut VisionCapture>,
     ) -> anyhow::Result<(wgpu::Buffer, usize)> {
         let c = &self.config;
         let gpu = &self.gpu;
@@ -262,7 +262,7 @@ impl VisionTransformer {
         let back = gpu.storage_from("patch order", &layout.group_row)?;
         gather_rows(rec, &m2, &back, &out, merged, c.out_hidden_size);
 
-        if let (Some(cap), Some(buf)) = (capture.as_deref_mut(), &capture_buf) {
+        if let (Some(cap), Some(buf)) = (capture, &capture_buf) {
             let mut fresh = Recorder::new(gpu);
             std::mem::swap(rec, &mut fresh);
             fresh.finish()?;
