@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod gpu;
 pub mod models;
+pub mod neurons;
 pub mod ops;
 pub mod runner;
 pub mod text;

@@ -1,0 +1,270 @@
+//! The normative neuron methods of DESIGN §5, in one file, each with a worked-example test.
+//! A neuron is a flat index n = layer · I + j into [L, I].
+
+/// Per-group statistics of every neuron: P_g (count of a > 0), S_g (Σa), Q_g (Σa²), N_g.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupStats {
+    pub groups: usize,
+    pub layers: usize,
+    pub width: usize,
+    /// [groups, layers · width] each.
+    pub count_pos: Vec<f64>,
+    pub sum: Vec<f64>,
+    pub sum_sq: Vec<f64>,
+    /// N_g: counted positions per group.
+    pub positions: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Contrastive activation margin: μ_g − max_{g'≠g} μ_g', top-k among positive scores.
+    Cas,
+    /// Language activation probability entropy (Tang et al. 2024).
+    Lape,
+    /// Language activation probability: p_g, top-k.
+    Lap,
+    /// Mean activation difference: μ_g − mean_{g'≠g} μ_g', top-k.
+    Mad,
+}
+
+impl Method {
+    pub const ALL: [Method; 4] = [Method::Cas, Method::Lape, Method::Lap, Method::Mad];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Cas => "cas",
+            Method::Lape => "lape",
+            Method::Lap => "lap",
+            Method::Mad => "mad",
+        }
+    }
+}
+
+impl GroupStats {
+    pub fn neurons(&self) -> usize {
+        self.layers * self.width
+    }
+
+    fn per_group(&self, v: &[f64], g: usize) -> Vec<f64> {
+        let n = self.neurons();
+        let np = self.positions[g].max(1) as f64;
+        v[g * n..(g + 1) * n].iter().map(|x| x / np).collect()
+    }
+
+    /// p_g = P_g / N_g for every neuron.
+    pub fn prob(&self, g: usize) -> Vec<f64> {
+        self.per_group(&self.count_pos, g)
+    }
+
+    /// μ_g = S_g / N_g for every neuron.
+    pub fn mean(&self, g: usize) -> Vec<f64> {
+        self.per_group(&self.sum, g)
+    }
+}
+
+/// LAP: p_g.
+pub fn lap_scores(s: &GroupStats, g: usize) -> Vec<f64> {
+    s.prob(g)
+}
+
+/// MAD: μ_g − mean over the other groups of μ_g'.
+pub fn mad_scores(s: &GroupStats, g: usize) -> Vec<f64> {
+    contrast(s, g, |others| others.iter().sum::<f64>() / others.len() as f64)
+}
+
+/// CAS: μ_g − max over the other groups of μ_g' (the margin over the strongest other culture).
+pub fn cas_scores(s: &GroupStats, g: usize) -> Vec<f64> {
+    contrast(s, g, |others| others.iter().cloned().fold(f64::NEG_INFINITY, f64::max))
+}
+
+fn contrast(s: &GroupStats, g: usize, reduce: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let means: Vec<Vec<f64>> = (0..s.groups).map(|h| s.mean(h)).collect();
+    (0..s.neurons())
+        .map(|n| {
+            let others: Vec<f64> = (0..s.groups).filter(|&h| h != g).map(|h| means[h][n]).collect();
+            if others.is_empty() {
+                means[g][n]
+            } else {
+                means[g][n] - reduce(&others)
+            }
+        })
+        .collect()
+}
+
+/// The k highest scores, descending, ties to the lower neuron index; with `positive_only`,
+/// scores ≤ 0 are never taken (so fewer than k may come back).
+pub fn top_k(scores: &[f64], k: usize, positive_only: bool) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).filter(|&n| !positive_only || scores[n] > 0.0).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+/// k = round(fraction · neurons), at least 1; halves round to even, as Python's round does.
+pub fn k_from_fraction(neurons: usize, fraction: f64) -> usize {
+    let x = neurons as f64 * fraction;
+    let r = x.round();
+    let r = if (x - x.trunc() - 0.5).abs() < 1e-12 && r % 2.0 != 0.0 { r - 1.0 } else { r };
+    (r as usize).max(1)
+}
+
+/// numpy.percentile with linear interpolation (its default).
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q / 100.0 * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
+/// What LAPE computes before any per-culture cut.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lape {
+    /// 95th percentile of every p_g(l, j).
+    pub tau: f64,
+    /// Entropy of the normalised activation probabilities per neuron (NaN where no p_g > τ).
+    pub entropy: Vec<f64>,
+    /// Kept neurons (lowest entropy, top_rate of all), ascending entropy, ties to lower index.
+    pub kept: Vec<usize>,
+    /// Per group: the kept neurons with p_g > τ, ascending entropy (sets may overlap).
+    pub assigned: Vec<Vec<usize>>,
+}
+
+/// LAPE (DESIGN §5): τ = 95th percentile of all p_g; neurons with no p_g > τ are dropped; the
+/// lowest-entropy `top_rate` of all L·I neurons are kept; each goes to every group with p_g > τ.
+pub fn lape(s: &GroupStats, top_rate: f64) -> Lape {
+    let n = s.neurons();
+    let probs: Vec<Vec<f64>> = (0..s.groups).map(|g| s.prob(g)).collect();
+    let all: Vec<f64> = probs.iter().flatten().copied().collect();
+    let tau = percentile(&all, 95.0);
+    let entropy: Vec<f64> = (0..n)
+        .map(|j| {
+            if !probs.iter().any(|p| p[j] > tau) {
+                return f64::NAN;
+            }
+            let total: f64 = probs.iter().map(|p| p[j]).sum();
+            -probs.iter().map(|p| p[j] / total).filter(|&q| q > 0.0).map(|q| q * q.ln()).sum::<f64>()
+        })
+        .collect();
+    let mut candidates: Vec<usize> = (0..n).filter(|&j| !entropy[j].is_nan()).collect();
+    candidates.sort_by(|&a, &b| entropy[a].total_cmp(&entropy[b]).then(a.cmp(&b)));
+    candidates.truncate(k_from_fraction(n, top_rate));
+    let assigned = (0..s.groups).map(|g| candidates.iter().copied().filter(|&j| probs[g][j] > tau).collect()).collect();
+    Lape { tau, entropy, kept: candidates, assigned }
+}
+
+/// Each group's neuron set for `method` with one k for all methods (LAPE: its same-k variant,
+/// the k lowest-entropy neurons assigned to the group).
+pub fn select(s: &GroupStats, method: Method, k: usize, lape_top_rate: f64) -> Vec<Vec<usize>> {
+    match method {
+        Method::Lape => lape(s, lape_top_rate)
+            .assigned
+            .into_iter()
+            .map(|mut v| {
+                v.truncate(k);
+                v
+            })
+            .collect(),
+        _ => (0..s.groups)
+            .map(|g| match method {
+                Method::Cas => top_k(&cas_scores(s, g), k, true),
+                Method::Lap => top_k(&lap_scores(s, g), k, false),
+                Method::Mad => top_k(&mad_scores(s, g), k, false),
+                Method::Lape => unreachable!(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 3 cultures, 1 layer of 4 neurons, 10 positions each.
+    ///   neuron:        0     1     2     3
+    ///   μ (g0)        0.9   0.1   0.5   0.0
+    ///   μ (g1)        0.2   0.1   0.6   0.3
+    ///   μ (g2)        0.1   0.4   0.5   0.3
+    ///   p (g0)        0.9   0.1   0.5   0.0
+    ///   p (g1)        0.1   0.2   0.5   0.3
+    ///   p (g2)        0.0   0.6   0.5   0.3
+    fn example() -> GroupStats {
+        let mu = [[0.9, 0.1, 0.5, 0.0], [0.2, 0.1, 0.6, 0.3], [0.1, 0.4, 0.5, 0.3]];
+        let p = [[0.9, 0.1, 0.5, 0.0], [0.1, 0.2, 0.5, 0.3], [0.0, 0.6, 0.5, 0.3]];
+        GroupStats {
+            groups: 3,
+            layers: 1,
+            width: 4,
+            count_pos: p.iter().flatten().map(|x| x * 10.0).collect(),
+            sum: mu.iter().flatten().map(|x| x * 10.0).collect(),
+            sum_sq: vec![0.0; 12],
+            positions: vec![10, 10, 10],
+        }
+    }
+
+    fn close(a: &[f64], b: &[f64]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-12, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn cas_is_the_margin_over_the_strongest_other_culture() {
+        let s = example();
+        // g0: 0.9-0.2, 0.1-0.4, 0.5-0.6, 0.0-0.3
+        close(&cas_scores(&s, 0), &[0.7, -0.3, -0.1, -0.3]);
+        // g2: 0.1-0.9, 0.4-0.1, 0.5-0.6, 0.3-0.3
+        close(&cas_scores(&s, 2), &[-0.8, 0.3, -0.1, 0.0]);
+        // g1: 0.2-0.9, 0.1-0.4, 0.6-0.5, 0.3-0.3: neuron 3's margin is exactly 0.
+        close(&cas_scores(&s, 1), &[-0.7, -0.3, 0.1, 0.0]);
+        // Only positive margins are selected, so with k = 3 each culture gets a single neuron.
+        assert_eq!(select(&s, Method::Cas, 3, 0.01), vec![vec![0], vec![2], vec![1]]);
+    }
+
+    #[test]
+    fn mad_is_the_difference_to_the_mean_of_the_others() {
+        let s = example();
+        // g0: 0.9-0.15, 0.1-0.25, 0.5-0.55, 0.0-0.3
+        close(&mad_scores(&s, 0), &[0.75, -0.15, -0.05, -0.3]);
+        // g1: 0.2-0.5, 0.1-0.25, 0.6-0.5, 0.3-0.15; top 2 = neurons 3 (0.15), 2 (0.1)
+        close(&mad_scores(&s, 1), &[-0.3, -0.15, 0.1, 0.15]);
+        assert_eq!(select(&s, Method::Mad, 2, 0.01)[1], vec![3, 2]);
+    }
+
+    #[test]
+    fn lap_is_activation_probability_with_ties_to_the_lower_index() {
+        let s = example();
+        close(&lap_scores(&s, 1), &[0.1, 0.2, 0.5, 0.3]);
+        assert_eq!(select(&s, Method::Lap, 2, 0.01), vec![vec![0, 2], vec![2, 3], vec![1, 2]]);
+        assert_eq!(top_k(&[0.1, 0.5, 0.5, 0.5], 2, false), vec![1, 2], "ties go to the lower index");
+    }
+
+    #[test]
+    fn lape_threshold_entropy_and_assignment() {
+        let s = example();
+        // All 12 p values sorted: 0, .0, .1, .1, .2, .3, .3, .5, .5, .5, .6, .9
+        // 95th percentile: position 0.95 * 11 = 10.45 → 0.6 + 0.45 * (0.9 - 0.6) = 0.735.
+        let l = lape(&s, 0.5);
+        assert!((l.tau - 0.735).abs() < 1e-12);
+        // Only neuron 0 has a p above τ (0.9, culture 0): p̂ = (0.9, 0.1, 0)/1.0.
+        let h0 = -(0.9f64 * 0.9f64.ln() + 0.1 * 0.1f64.ln());
+        assert!((l.entropy[0] - h0).abs() < 1e-12);
+        assert!(l.entropy[1..].iter().all(|h| h.is_nan()));
+        // top_rate 0.5 of 4 neurons = 2, but only one survives the threshold.
+        assert_eq!(l.kept, vec![0]);
+        assert_eq!(l.assigned, vec![vec![0], vec![], vec![]]);
+    }
+
+    #[test]
+    fn k_rounds_like_python_and_is_at_least_one() {
+        assert_eq!(k_from_fraction(1000, 0.03), 30);
+        assert_eq!(k_from_fraction(50, 0.05), 2); // 2.5 → 2 (half to even)
+        assert_eq!(k_from_fraction(70, 0.05), 4); // 3.5 → 4
+        assert_eq!(k_from_fraction(10, 0.001), 1);
+        assert!((percentile(&[1.0, 2.0, 3.0, 4.0], 50.0) - 2.5).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,6 @@
+//! Culture-neuron scoring and selection (DESIGN §5). The statistics come from the fused SwiGLU
+//! kernel; everything here is host-side arithmetic in f64.
+
+pub mod methods;
+
+pub use methods::{GroupStats, Method};
