@@ -2,6 +2,7 @@
 //! and ablate culture-sensitive neurons in vision-language models.
 
 pub mod bench;
+pub mod eval;
 pub mod gpu;
 pub mod models;
 pub mod neurons;

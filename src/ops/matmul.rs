@@ -34,10 +34,13 @@ pub enum MatmulKernel {
 }
 
 impl MatmulKernel {
-    pub fn choose(gpu: &Gpu, m: usize) -> MatmulKernel {
+    /// Split-K pays a 64-lane reduction per output block, so it needs a long K to amortise it:
+    /// it is used for single rows, for few rows, and on CPU adapters once K is long.
+    pub fn choose(gpu: &Gpu, m: usize, k: usize) -> MatmulKernel {
+        let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
         if m == 1 {
             MatmulKernel::SplitK { rows_per_group: 1 }
-        } else if m <= 8 || gpu.info.device_type == wgpu::DeviceType::Cpu {
+        } else if m <= 8 || (cpu && k >= 512) {
             MatmulKernel::SplitK { rows_per_group: 4 }
         } else {
             MatmulKernel::Tiled
@@ -55,7 +58,7 @@ pub fn matmul(
     m: usize,
     out: MatmulOut,
 ) {
-    let kernel = MatmulKernel::choose(rec.gpu(), m);
+    let kernel = MatmulKernel::choose(rec.gpu(), m, w.cols);
     matmul_with(rec, kernel, x, w, bias, y, m, out)
 }
 

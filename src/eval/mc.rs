@@ -1,0 +1,97 @@
+//! Multiple-choice prompting and scoring: the model's own chat template with the image and the
+//! options, the answer = argmax of the option-letter logits at the last prompt position.
+
+use crate::text::{expand_image_tokens, ChatMessage, ContentPart, TextProcessor};
+
+pub const LETTERS: [&str; 8] = ["A", "B", "C", "D", "E", "F", "G", "H"];
+
+/// "question\nA. …\nB. …\n…\nAnswer with the option letter." (mini-CVQA's and the fixtures' format).
+pub fn format_prompt(question: &str, options: &[String]) -> String {
+    let mut lines = vec![question.to_string()];
+    for (letter, opt) in LETTERS.iter().zip(options) {
+        lines.push(format!("{letter}. {opt}"));
+    }
+    lines.push("Answer with the option letter.".to_string());
+    lines.join("\n")
+}
+
+/// The first token the model would emit for each option letter: the chat rendered with an
+/// assistant turn holding the letter, read at the position right after the prompt (the same
+/// rule the HF reference uses, so "A" vs "▁A" is whatever the template and tokenizer make it).
+pub fn option_token_ids(text: &TextProcessor, n_options: usize) -> anyhow::Result<Vec<u32>> {
+    let user = ChatMessage::user_text("?");
+    let prompt = text.encode_prompt(&text.render_chat(std::slice::from_ref(&user), true)?)?;
+    LETTERS[..n_options]
+        .iter()
+        .map(|letter| {
+            let full = text.render_chat(&[user.clone(), ChatMessage::text("assistant", letter)], false)?;
+            let ids = text.encode_prompt(&full)?;
+            ids.get(prompt.len())
+                .copied()
+                .ok_or_else(|| anyhow::anyhow!("the chat template renders no answer token for {letter}"))
+        })
+        .collect()
+}
+
+/// Which prompt positions count toward a culture's statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionRule {
+    All,
+    Text,
+    Image,
+    Last,
+}
+
+impl PositionRule {
+    pub fn parse(s: &str) -> Option<PositionRule> {
+        match s {
+            "all" => Some(PositionRule::All),
+            "text" => Some(PositionRule::Text),
+            "image" => Some(PositionRule::Image),
+            "last" => Some(PositionRule::Last),
+            _ => None,
+        }
+    }
+
+    /// Whether position `i` of a prompt of `len` tokens counts, given whether it is an image token.
+    pub fn counts(self, i: usize, len: usize, is_image: bool) -> bool {
+        match self {
+            PositionRule::All => true,
+            PositionRule::Text => !is_image,
+            PositionRule::Image => is_image,
+            PositionRule::Last => i + 1 == len,
+        }
+    }
+}
+
+/// Prompt ids of one multiple-choice question with `image_tokens` image placeholders expanded
+/// (`placeholder` = the image token's string), through the model's chat template.
+pub fn prompt_ids(
+    text: &TextProcessor,
+    question: &str,
+    options: &[String],
+    image: Option<(&str, usize)>,
+) -> anyhow::Result<Vec<u32>> {
+    let body = format_prompt(question, options);
+    let msg = match image {
+        Some(_) => ChatMessage::new("user", vec![ContentPart::Image, ContentPart::Text(body)]),
+        None => ChatMessage::user_text(&body),
+    };
+    let rendered = text.render_chat(&[msg], true)?;
+    let rendered = match image {
+        Some((placeholder, n)) => expand_image_tokens(&rendered, placeholder, &[n]).map_err(anyhow::Error::msg)?,
+        None => rendered,
+    };
+    Ok(text.encode_prompt(&rendered)?)
+}
+
+/// Index of the largest of `logits[ids[k]]`, ties to the earlier option.
+pub fn pick(option_logits: &[f32]) -> usize {
+    let mut best = 0;
+    for (k, &v) in option_logits.iter().enumerate() {
+        if v > option_logits[best] {
+            best = k;
+        }
+    }
+    best
+}

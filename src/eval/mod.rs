@@ -1,0 +1,9 @@
+//! Evaluation on multiple-choice VQA data: rows, prompting and scoring.
+
+pub mod dataset;
+pub mod example;
+pub mod grouping;
+pub mod mc;
+pub mod score;
+
+pub use example::McExample;

@@ -1,0 +1,115 @@
+//! Runs multiple-choice examples through a vision-language model in packed batches, returning
+//! each example's option-letter logits and, optionally, accumulating neuron statistics into one
+//! group per culture under a position rule.
+
+use crate::eval::mc::{prompt_ids, PositionRule};
+use crate::eval::McExample;
+use crate::models::decoder::{ForwardOptions, LogitRows};
+use crate::models::qwen2_5_vl::{ImageInput, Qwen2_5_VLForConditionalGeneration, VlPrompt};
+use crate::models::NeuronStats;
+use crate::ops::swiglu::EXCLUDED;
+use crate::text::TextProcessor;
+use crate::vision::image_input::decode_rgb;
+use crate::vision::qwen2_vl::{preprocess, Qwen2VlImageProcessorConfig};
+
+pub struct ScoreOptions<'a> {
+    /// Accumulate statistics of every example into its group's slot.
+    pub stats: Option<&'a NeuronStats>,
+    pub rule: PositionRule,
+    /// Token budget of one packed batch.
+    pub max_batch_tokens: usize,
+}
+
+/// One example ready for the model.
+struct Prepared {
+    ids: Vec<u32>,
+    image: Option<ImageInput>,
+    group: u32,
+}
+
+fn prepare(
+    model: &Qwen2_5_VLForConditionalGeneration,
+    text: &TextProcessor,
+    pcfg: &Qwen2VlImageProcessorConfig,
+    placeholder: &str,
+    group: usize,
+    ex: &McExample,
+) -> anyhow::Result<Prepared> {
+    let vc = &model.visual.config;
+    let image = match &ex.image {
+        Some(bytes) => {
+            let rgb = decode_rgb(bytes, &format!("row {}", ex.id))?;
+            let p = preprocess(&rgb, pcfg)?;
+            Some(ImageInput { pixel_values: p.pixel_values, grid_thw: p.grid_thw })
+        }
+        None => None,
+    };
+    let tokens = image.as_ref().map(|i| (placeholder, i.grid_thw.iter().product::<usize>() / vc.merge_unit()));
+    let ids = prompt_ids(text, &ex.question, &ex.options, tokens)?;
+    Ok(Prepared { ids, image, group: group as u32 })
+}
+
+/// What a scoring pass returns.
+pub struct Scored {
+    /// [examples][options], in input order.
+    pub option_logits: Vec<Vec<f32>>,
+    /// Positions counted into each group's statistics under the rule (N_g).
+    pub positions: Vec<u64>,
+}
+
+/// Scores `examples` (group index, row) in order.
+pub fn score_qwen2_5_vl(
+    model: &Qwen2_5_VLForConditionalGeneration,
+    text: &TextProcessor,
+    pcfg: &Qwen2VlImageProcessorConfig,
+    examples: &[(usize, McExample)],
+    option_ids: &[u32],
+    opts: &ScoreOptions<'_>,
+    mut progress: impl FnMut(usize, usize),
+) -> anyhow::Result<Scored> {
+    let vc = &model.visual.config;
+    let placeholder = text
+        .id_to_token(vc.image_token_id)
+        .ok_or_else(|| anyhow::anyhow!("image_token_id {} is not in the tokenizer", vc.image_token_id))?;
+    let vocab = model.config.text.vocab_size;
+    let mut out = Vec::with_capacity(examples.len());
+    let mut positions = vec![0u64; examples.iter().map(|(g, _)| g + 1).max().unwrap_or(0)];
+    let mut start = 0;
+    while start < examples.len() {
+        let mut batch: Vec<Prepared> = Vec::new();
+        let mut tokens = 0;
+        while start + batch.len() < examples.len() {
+            let (g, ex) = &examples[start + batch.len()];
+            let p = prepare(model, text, pcfg, &placeholder, *g, ex)?;
+            if !batch.is_empty() && tokens + p.ids.len() > opts.max_batch_tokens {
+                break;
+            }
+            tokens += p.ids.len();
+            batch.push(p);
+        }
+        let prompts: Vec<VlPrompt<'_>> =
+            batch.iter().map(|p| VlPrompt { ids: &p.ids, images: p.image.as_slice() }).collect();
+        let images: Vec<ImageInput> = batch.iter().filter_map(|p| p.image.clone()).collect();
+        let mut vl = model.pack(&prompts)?;
+        for (s, p) in batch.iter().enumerate() {
+            let r = vl.batch.sequence(s);
+            let len = r.len();
+            for (i, t) in r.enumerate() {
+                let is_image = vl.batch.tokens[t] == vc.image_token_id;
+                let counted = opts.rule.counts(i, len, is_image);
+                vl.batch.token_group[t] = if counted { p.group } else { EXCLUDED };
+                positions[p.group as usize] += counted as u64;
+            }
+        }
+        let mut cache = model.model.new_cache(vl.batch.len())?;
+        let fo =
+            ForwardOptions { logits: LogitRows::Rows(vl.batch.last_tokens()), stats: opts.stats, ..Default::default() };
+        let res = model.forward(&vl, &images, &mut cache, &fo, None)?;
+        for row in res.logits.chunks(vocab) {
+            out.push(option_ids.iter().map(|&i| row[i as usize]).collect());
+        }
+        start += batch.len();
+        progress(start, examples.len());
+    }
+    Ok(Scored { option_logits: out, positions })
+}
