@@ -8,8 +8,8 @@ use anyhow::Context;
 
 use crate::gpu::Gpu;
 use crate::models::config::{Architecture, ModelConfig};
-use crate::models::decoder::{ForwardOptions, LogitRows};
-use crate::models::generate::{generate_greedy, greedy_loop, Generation};
+use crate::models::decoder::{Decoder, ForwardOptions, ForwardOutput, KvCache, LogitRows};
+use crate::models::generate::{greedy_loop, Generation};
 use crate::models::llava_next::{LlavaImage, LlavaNextForConditionalGeneration};
 use crate::models::qwen2_5_vl::{ImageInput, Qwen2_5_VLForConditionalGeneration, VlPrompt};
 use crate::models::{CausalLm, PackedBatch};
@@ -76,7 +76,17 @@ pub fn run(gpu_for: impl FnOnce() -> anyhow::Result<Arc<Gpu>>, req: &RunRequest)
             let ids = encode(&text, req, &prompt_text(&text, req, None)?)?;
             let gpu = gpu_for()?;
             let lm = CausalLm::load(&gpu, &req.model_dir)?;
-            let g = generate_greedy(&lm.model, &ids, req.max_new_tokens, &eos, req.keep_prompt_logits)?;
+            let batch = PackedBatch::from_sequences(std::slice::from_ref(&ids));
+            let mut cache = lm.model.new_cache(ids.len() + req.max_new_tokens)?;
+            let g = prefill_then_decode(
+                req,
+                ids.len(),
+                &eos,
+                &mut cache,
+                |cache, rows| lm.model.forward(&batch, cache, &ForwardOptions { logits: rows, ..Default::default() }),
+                PackedBatch::continuation,
+                &lm.model,
+            )?;
             (ids, g, lm.config.text.vocab_size)
         }
         Architecture::Qwen2_5_VLForConditionalGeneration => run_qwen2_5_vl(gpu_for, req, &config, &text, &eos)?,
@@ -116,28 +126,18 @@ fn run_qwen2_5_vl(
     let gpu = gpu_for()?;
     let model = Qwen2_5_VLForConditionalGeneration::load(&gpu, &req.model_dir)?;
     let vl = model.pack(&[VlPrompt { ids: &ids, images: &images }])?;
-    let vocab = config.text.vocab_size;
     let mut cache = model.model.new_cache(ids.len() + req.max_new_tokens)?;
-    let start = std::time::Instant::now();
-    let rows = if req.keep_prompt_logits { LogitRows::All } else { LogitRows::Rows(vec![ids.len() as u32 - 1]) };
-    let out = model.forward(&vl, &images, &mut cache, &ForwardOptions { logits: rows, ..Default::default() }, None)?;
-    let prefill_seconds = start.elapsed().as_secs_f64();
-    let start = std::time::Instant::now();
     let delta = vl.rope_deltas[0];
-    let new_tokens = greedy_loop(&out.logits[out.logits.len() - vocab..], req.max_new_tokens, eos, |token| {
-        let step = PackedBatch::continuation_mrope(token, cache.len, delta);
-        Ok(model
-            .model
-            .forward(&step, &mut cache, &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() })?
-            .logits)
-    })?;
-    let generation = Generation {
-        new_tokens,
-        prompt_logits: if req.keep_prompt_logits { out.logits } else { Vec::new() },
-        prefill_seconds,
-        decode_seconds: start.elapsed().as_secs_f64(),
-    };
-    Ok((ids, generation, vocab))
+    let generation = prefill_then_decode(
+        req,
+        ids.len(),
+        eos,
+        &mut cache,
+        |cache, rows| model.forward(&vl, &images, cache, &ForwardOptions { logits: rows, ..Default::default() }, None),
+        |token, cached| PackedBatch::continuation_mrope(token, cached, delta),
+        &model.model,
+    )?;
+    Ok((ids, generation, config.text.vocab_size))
 }
 
 fn run_llava_next(
@@ -172,28 +172,48 @@ fn run_llava_next(
     let gpu = gpu_for()?;
     let model = LlavaNextForConditionalGeneration::load(&gpu, &req.model_dir)?;
     let images: Vec<LlavaImage> = images.into_iter().map(|(i, _)| i).collect();
-    let vocab = config.text.vocab_size;
     let batch = PackedBatch::from_sequences(std::slice::from_ref(&ids));
     let mut cache = model.model.new_cache(ids.len() + req.max_new_tokens)?;
+    let generation = prefill_then_decode(
+        req,
+        ids.len(),
+        eos,
+        &mut cache,
+        |cache, rows| model.forward(&batch, &images, cache, &ForwardOptions { logits: rows, ..Default::default() }),
+        PackedBatch::continuation,
+        &model.model,
+    )?;
+    Ok((ids, generation, config.text.vocab_size))
+}
+
+/// Greedy generation after a model-specific prefill: `prefill` runs the prompt (images
+/// included) into the cache; each new token then goes through the language model alone, placed
+/// by `next_position` (plain or M-RoPE continuation).
+fn prefill_then_decode(
+    req: &RunRequest,
+    prompt_len: usize,
+    eos: &[u32],
+    cache: &mut KvCache,
+    prefill: impl FnOnce(&mut KvCache, LogitRows) -> anyhow::Result<ForwardOutput>,
+    next_position: impl Fn(u32, usize) -> PackedBatch,
+    lm: &Decoder,
+) -> anyhow::Result<Generation> {
+    let vocab = lm.config.vocab_size;
     let start = std::time::Instant::now();
-    let rows = if req.keep_prompt_logits { LogitRows::All } else { LogitRows::Rows(vec![ids.len() as u32 - 1]) };
-    let out = model.forward(&batch, &images, &mut cache, &ForwardOptions { logits: rows, ..Default::default() })?;
+    let rows = if req.keep_prompt_logits { LogitRows::All } else { LogitRows::Rows(vec![prompt_len as u32 - 1]) };
+    let out = prefill(cache, rows)?;
     let prefill_seconds = start.elapsed().as_secs_f64();
     let start = std::time::Instant::now();
     let new_tokens = greedy_loop(&out.logits[out.logits.len() - vocab..], req.max_new_tokens, eos, |token| {
-        let step = PackedBatch::continuation(token, cache.len);
-        Ok(model
-            .model
-            .forward(&step, &mut cache, &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() })?
-            .logits)
+        let step = next_position(token, cache.len);
+        Ok(lm.forward(&step, cache, &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() })?.logits)
     })?;
-    let generation = Generation {
+    Ok(Generation {
         new_tokens,
         prompt_logits: if req.keep_prompt_logits { out.logits } else { Vec::new() },
         prefill_seconds,
         decode_seconds: start.elapsed().as_secs_f64(),
-    };
-    Ok((ids, generation, vocab))
+    })
 }
 
 /// The `--dump` file: input_ids [T] i64 and logits [T, vocab] f32 for every prompt position.

@@ -1,5 +1,4 @@
-use super::batch::PackedBatch;
-use super::decoder::{Decoder, ForwardOptions, LogitRows};
+//! Greedy decoding, shared by every model: the prefill is model-specific, the loop is not.
 
 /// Result of greedy decoding one prompt.
 pub struct Generation {
@@ -38,41 +37,4 @@ pub fn greedy_loop(
         next = argmax(&step(next)?);
     }
     Ok(new_tokens)
-}
-
-/// Greedy decoding with a KV cache: one prefill over the prompt, then one token per step until
-/// an end-of-sequence id or `max_new_tokens`.
-pub fn generate_greedy(
-    model: &Decoder,
-    prompt: &[u32],
-    max_new_tokens: usize,
-    eos: &[u32],
-    keep_prompt_logits: bool,
-) -> anyhow::Result<Generation> {
-    let vocab = model.config.vocab_size;
-    let mut cache = model.new_cache(prompt.len() + max_new_tokens)?;
-    let batch = PackedBatch::from_sequences(&[prompt.to_vec()]);
-    let start = std::time::Instant::now();
-    let rows = if keep_prompt_logits { LogitRows::All } else { LogitRows::Rows(vec![prompt.len() as u32 - 1]) };
-    let out = model.forward(&batch, &mut cache, &ForwardOptions { logits: rows, ..Default::default() })?;
-    let last = &out.logits[out.logits.len() - vocab..];
-    let mut next = argmax(last);
-    let prefill_seconds = start.elapsed().as_secs_f64();
-    let start = std::time::Instant::now();
-    let mut new_tokens = Vec::new();
-    while new_tokens.len() < max_new_tokens {
-        new_tokens.push(next);
-        if eos.contains(&next) || new_tokens.len() == max_new_tokens {
-            break;
-        }
-        let step = PackedBatch::continuation(next, cache.len);
-        let out = model.forward(
-            &step,
-            &mut cache,
-            &ForwardOptions { logits: LogitRows::Rows(vec![0]), ..Default::default() },
-        )?;
-        next = argmax(&out.logits);
-    }
-    let prompt_logits = if keep_prompt_logits { out.logits } else { Vec::new() };
-    Ok(Generation { new_tokens, prompt_logits, prefill_seconds, decode_seconds: start.elapsed().as_secs_f64() })
 }

@@ -71,24 +71,8 @@ impl LlavaNextImageProcessorConfig {
     /// Reads `preprocessor_config.json`, or, for checkpoints saved by newer transformers, the
     /// `image_processor` section of `processor_config.json`.
     pub fn load(model_dir: &Path) -> Result<Self, ImageError> {
-        let legacy = model_dir.join("preprocessor_config.json");
-        let (path, section) = if legacy.is_file() {
-            (legacy, None)
-        } else {
-            (model_dir.join("processor_config.json"), Some("image_processor"))
-        };
-        let text = std::fs::read_to_string(&path).map_err(|source| ImageError::Io { path: path.clone(), source })?;
-        let root: Value =
-            serde_json::from_str(&text).map_err(|source| ImageError::Json { path: path.clone(), source })?;
-        let obj = match section {
-            None => root.as_object(),
-            Some(key) => root.get(key).and_then(Value::as_object),
-        };
-        let obj = obj.ok_or_else(|| ImageError::Config {
-            path: path.clone(),
-            reason: format!("expected a JSON object{}", section.map(|k| format!(" under \"{k}\"")).unwrap_or_default()),
-        })?;
-        Self::from_json(obj).map_err(|reason| ImageError::Config { path, reason })
+        let (path, obj) = super::read_processor_config(model_dir)?;
+        Self::from_json(&obj).map_err(|reason| ImageError::Config { path, reason })
     }
 
     fn from_json(obj: &Map<String, Value>) -> Result<Self, String> {
@@ -325,24 +309,6 @@ fn resize_to(img: &RgbImage, h: usize, w: usize) -> RgbImage {
     resize_bicubic_antialias(img, w as u32, h as u32)
 }
 
-/// Byte -> model input per channel, in HF's f32 operation order: with both steps on, the torchvision backend
-/// multiplies mean and std by `1 / rescale_factor` (f32) and computes `(x - mean') / std'`.
-fn value_table(cfg: &LlavaNextImageProcessorConfig) -> [[f32; 256]; 3] {
-    let inv = (1.0 / cfg.rescale_factor) as f32;
-    std::array::from_fn(|c| {
-        let (mean, std) = (cfg.image_mean[c], cfg.image_std[c]);
-        std::array::from_fn(|v| {
-            let x = v as f32;
-            match (cfg.do_rescale, cfg.do_normalize) {
-                (true, true) => (x - mean * inv) / (std * inv),
-                (true, false) => x * cfg.rescale_factor as f32,
-                (false, true) => (x - mean) / std,
-                (false, false) => x,
-            }
-        })
-    })
-}
-
 /// Runs the whole LLaVA-NeXT image processor on one RGB image.
 pub fn preprocess(img: &RgbImage, cfg: &LlavaNextImageProcessorConfig) -> Result<LlavaNextPixels, ImageError> {
     let (height, width) = (img.height() as usize, img.width() as usize);
@@ -373,7 +339,7 @@ pub fn preprocess(img: &RgbImage, cfg: &LlavaNextImageProcessorConfig) -> Result
     if out_h != out_w {
         return Err(fail(format!("output crops of {out_h}x{out_w} are not square")));
     }
-    let table = value_table(cfg);
+    let table = super::value_table(cfg.image_mean, cfg.image_std, cfg.rescale_factor, cfg.do_rescale, cfg.do_normalize);
     let mut pixel_values = Vec::with_capacity(pieces.len() * 3 * out_h * out_w);
     for piece in &pieces {
         let mut piece = piece.clone();

@@ -58,24 +58,8 @@ impl Qwen2VlImageProcessorConfig {
     /// Reads `preprocessor_config.json` from a model directory, or, for checkpoints saved by newer
     /// transformers, the `image_processor` section of `processor_config.json`.
     pub fn load(model_dir: &Path) -> Result<Self, ImageError> {
-        let legacy = model_dir.join("preprocessor_config.json");
-        let (path, section) = if legacy.is_file() {
-            (legacy, None)
-        } else {
-            (model_dir.join("processor_config.json"), Some("image_processor"))
-        };
-        let text = std::fs::read_to_string(&path).map_err(|source| ImageError::Io { path: path.clone(), source })?;
-        let root: Value =
-            serde_json::from_str(&text).map_err(|source| ImageError::Json { path: path.clone(), source })?;
-        let obj = match section {
-            None => root.as_object(),
-            Some(key) => root.get(key).and_then(Value::as_object),
-        };
-        let obj = obj.ok_or_else(|| ImageError::Config {
-            path: path.clone(),
-            reason: format!("expected a JSON object{}", section.map(|k| format!(" under \"{k}\"")).unwrap_or_default()),
-        })?;
-        Self::from_json(obj).map_err(|reason| ImageError::Config { path, reason })
+        let (path, obj) = super::read_processor_config(model_dir)?;
+        Self::from_json(&obj).map_err(|reason| ImageError::Config { path, reason })
     }
 
     fn from_json(obj: &Map<String, Value>) -> Result<Self, String> {
@@ -208,22 +192,6 @@ impl ProcessedImage {
     }
 }
 
-/// Per-channel table from a byte to the model's input value, with the float steps in HF's order so results
-/// agree to the bit. With both steps on, HF's torchvision backend fuses them: mean and std are multiplied by
-/// `1 / rescale_factor` in f32, then the resized uint8 image, cast to f32, becomes `(x - mean') / std'`.
-fn channel_lut(cfg: &Qwen2VlImageProcessorConfig, c: usize) -> [f32; 256] {
-    let inv = (1.0 / cfg.rescale_factor) as f32;
-    std::array::from_fn(|v| {
-        let x = v as f32;
-        match (cfg.do_rescale, cfg.do_normalize) {
-            (true, true) => (x - cfg.image_mean[c] * inv) / (cfg.image_std[c] * inv),
-            (true, false) => x * cfg.rescale_factor as f32,
-            (false, true) => (x - cfg.image_mean[c]) / cfg.image_std[c],
-            (false, false) => x,
-        }
-    })
-}
-
 /// Runs the whole processor on one RGB image.
 pub fn preprocess(img: &RgbImage, cfg: &Qwen2VlImageProcessorConfig) -> Result<ProcessedImage, ImageError> {
     cfg.validate().map_err(|reason| ImageError::Size {
@@ -256,7 +224,7 @@ pub fn preprocess(img: &RgbImage, cfg: &Qwen2VlImageProcessorConfig) -> Result<P
         });
     }
 
-    let luts: [[f32; 256]; 3] = std::array::from_fn(|c| channel_lut(cfg, c));
+    let luts = super::value_table(cfg.image_mean, cfg.image_std, cfg.rescale_factor, cfg.do_rescale, cfg.do_normalize);
     let (grid_h, grid_w) = (height / p, width / p);
     let num_patches = grid_h * grid_w;
     let patch_dim = 3 * t * p * p;
