@@ -105,9 +105,6 @@ fn run_qwen2_5_vl(
     eos: &[u32],
 ) -> anyhow::Result<(Vec<u32>, Generation, usize)> {
     let vc = config.vision.as_ref().expect("parsed with the architecture");
-    let placeholder = text
-        .id_to_token(vc.image_token_id)
-        .with_context(|| format!("image_token_id {} is not in the tokenizer", vc.image_token_id))?;
     let images = match &req.image {
         Some(path) => {
             let pcfg = Qwen2VlImageProcessorConfig::load(&req.model_dir)?;
@@ -117,12 +114,8 @@ fn run_qwen2_5_vl(
         }
         None => Vec::new(),
     };
-    let image_tokens =
-        images.first().map(|i| (placeholder.as_str(), i.grid_thw.iter().product::<usize>() / vc.merge_unit()));
-    let ids = encode(text, req, &prompt_text(text, req, image_tokens)?)?;
-    if images.is_empty() && ids.contains(&vc.image_token_id) {
-        anyhow::bail!("the prompt contains image tokens ({placeholder}) but no --image was given");
-    }
+    let image_tokens = images.first().map(|i| i.grid_thw.iter().product::<usize>() / vc.merge_unit());
+    let ids = vision_prompt_ids(text, req, vc.image_token_id, image_tokens)?;
     let gpu = gpu_for()?;
     let model = Qwen2_5_VLForConditionalGeneration::load(&gpu, &req.model_dir)?;
     let vl = model.pack(&[VlPrompt { ids: &ids, images: &images }])?;
@@ -148,9 +141,6 @@ fn run_llava_next(
     eos: &[u32],
 ) -> anyhow::Result<(Vec<u32>, Generation, usize)> {
     let llava = config.llava_next.as_ref().expect("parsed with the architecture");
-    let placeholder = text
-        .id_to_token(llava.image_token_index)
-        .with_context(|| format!("image_token_index {} is not in the tokenizer", llava.image_token_index))?;
     let images = match &req.image {
         Some(path) => {
             let pcfg = LlavaNextImageProcessorConfig::load(&req.model_dir)?;
@@ -164,11 +154,7 @@ fn run_llava_next(
         }
         None => Vec::new(),
     };
-    let image_tokens = images.first().map(|(_, n)| (placeholder.as_str(), *n));
-    let ids = encode(text, req, &prompt_text(text, req, image_tokens)?)?;
-    if images.is_empty() && ids.contains(&llava.image_token_index) {
-        anyhow::bail!("the prompt contains image tokens ({placeholder}) but no --image was given");
-    }
+    let ids = vision_prompt_ids(text, req, llava.image_token_index, images.first().map(|(_, n)| *n))?;
     let gpu = gpu_for()?;
     let model = LlavaNextForConditionalGeneration::load(&gpu, &req.model_dir)?;
     let images: Vec<LlavaImage> = images.into_iter().map(|(i, _)| i).collect();
@@ -184,6 +170,25 @@ fn run_llava_next(
         &model.model,
     )?;
     Ok((ids, generation, config.text.vocab_size))
+}
+
+/// Prompt ids of a vision-language run: the image placeholder (`image_token_id`'s string)
+/// expanded to `image_tokens` copies when an image was given; a prompt that carries image
+/// tokens without an image is an error.
+fn vision_prompt_ids(
+    text: &TextProcessor,
+    req: &RunRequest,
+    image_token_id: u32,
+    image_tokens: Option<usize>,
+) -> anyhow::Result<Vec<u32>> {
+    let placeholder = text
+        .id_to_token(image_token_id)
+        .with_context(|| format!("image token id {image_token_id} is not in the tokenizer"))?;
+    let ids = encode(text, req, &prompt_text(text, req, image_tokens.map(|n| (placeholder.as_str(), n)))?)?;
+    if image_tokens.is_none() && ids.contains(&image_token_id) {
+        anyhow::bail!("the prompt contains image tokens ({placeholder}) but no --image was given");
+    }
+    Ok(ids)
 }
 
 /// Greedy generation after a model-specific prefill: `prefill` runs the prompt (images

@@ -42,17 +42,17 @@ fn fails_naming(args: &[&str], needles: &[&str]) {
     }
 }
 
-#[test]
-fn image_prompt_matches_hf_ids_and_logits() {
-    let g = Golden::open(CASE);
+/// Runs `case`'s own question and image.png through `run --dump` and checks what HF's golden file
+/// says: input ids exact, logits from our own preprocessing within NMSE 1e-4, the same answer.
+fn fixture_image_prompt_matches_hf(case: &str) {
+    let g = Golden::open(case);
     let tmp = tempfile::tempdir().unwrap();
     let dump = tmp.path().join("d.safetensors");
-    let dir = g.dir.to_str().unwrap();
     let image = g.dir.join("image.png");
     let (code, _, err) = run(&[
         "run",
         "--model",
-        dir,
+        g.dir.to_str().unwrap(),
         "--image",
         image.to_str().unwrap(),
         "--prompt",
@@ -62,25 +62,29 @@ fn image_prompt_matches_hf_ids_and_logits() {
         "--dump",
         dump.to_str().unwrap(),
     ]);
-    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(code, Some(0), "{case}: {err}");
     let bytes = std::fs::read(&dump).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let ids: Vec<i64> =
-        st.tensor("input_ids").unwrap().data().chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
-    assert_eq!(ids, g.i64("input_ids"), "input ids with the image placeholder expanded");
+    let ids = dump_ids(&st);
+    assert_eq!(ids, g.i64("input_ids"), "{case}: input ids with the image placeholder expanded");
     let logits: Vec<f32> =
         st.tensor("logits").unwrap().data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     let want = g.f32("logits");
     let e = common::nmse(&logits, &want);
-    eprintln!("logits from our own preprocessing: NMSE {e:.2e}");
-    assert!(e <= 1e-4, "NMSE {e:e}");
-    let v = 768;
-    let last = &logits[(ids.len() - 1) * v..];
+    eprintln!("{case}: logits from our own preprocessing: NMSE {e:.2e}");
+    assert!(e <= 1e-4, "{case}: NMSE {e:e}");
+    let v = logits.len() / ids.len();
     let opts = g.ids("mc.option_token_ids");
     let pick = |row: &[f32]| {
         opts.iter().enumerate().max_by(|a, b| row[*a.1 as usize].total_cmp(&row[*b.1 as usize])).unwrap().0
     };
-    assert_eq!(pick(last), pick(&want[(ids.len() - 1) * v..]), "same multiple-choice answer");
+    let last = (ids.len() - 1) * v;
+    assert_eq!(pick(&logits[last..]), pick(&want[last..]), "{case}: same multiple-choice answer");
+}
+
+#[test]
+fn image_prompt_matches_hf_ids_and_logits() {
+    fixture_image_prompt_matches_hf(CASE);
 }
 
 #[test]
@@ -187,33 +191,10 @@ fn images_far_beyond_max_pixels_are_resized_not_rejected() {
 #[test]
 fn llava_next_image_prompts_match_hf_and_take_any_aspect_ratio() {
     for case in ["llava_next-mistral-tiny", "llava_next-qwen2-tiny"] {
+        fixture_image_prompt_matches_hf(case);
         let g = Golden::open(case);
         let dir = g.dir.to_str().unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let dump = tmp.path().join("d.safetensors");
-        let image = g.dir.join("image.png");
-        let (code, _, err) = run(&[
-            "run",
-            "--model",
-            dir,
-            "--image",
-            image.to_str().unwrap(),
-            "--prompt",
-            &question(&g.dir),
-            "--max-new-tokens",
-            "2",
-            "--dump",
-            dump.to_str().unwrap(),
-        ]);
-        assert_eq!(code, Some(0), "{case}: {err}");
-        let bytes = std::fs::read(&dump).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        assert_eq!(dump_ids(&st), g.i64("input_ids"), "{case}: ids with <image> expanded as HF's processor does");
-        let logits: Vec<f32> =
-            st.tensor("logits").unwrap().data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        let e = common::nmse(&logits, &g.f32("logits"));
-        eprintln!("{case}: logits from our own preprocessing: NMSE {e:.2e}");
-        assert!(e <= 1e-4, "{case}: NMSE {e:e}");
         // 1:8 and 8:1 strips and an image far smaller than one crop must all run.
         for (w, h) in [(400u32, 50u32), (50, 400), (9, 7)] {
             let p = tmp.path().join(format!("{w}x{h}.png"));
