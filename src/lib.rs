@@ -7,6 +7,8 @@ pub mod gpu;
 pub mod models;
 pub mod neurons;
 pub mod ops;
+pub mod pipeline;
+pub mod report;
 pub mod runner;
 pub mod text;
 pub mod vision;

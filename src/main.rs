@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use culturelens::bench::{self, BenchOptions};
 use culturelens::gpu::{AdapterSelector, Gpu};
+use culturelens::pipeline::ablate::{ablate, AblateOptions, Ablation};
+use culturelens::pipeline::cli::{bundled, methods, DataArgs, KArgs, ModeArgs, RuleArg, BUNDLED_VL_MODEL};
+use culturelens::pipeline::collect::{collect, merge, parse_shard, CollectOptions};
+use culturelens::pipeline::identify::{identify, IdentifyOptions};
+use culturelens::pipeline::run::{pipeline, PipelineOptions};
+use culturelens::report::write_report;
 use culturelens::runner::{self, RunRequest};
 use culturelens::weights::resolve_model_dir;
 
@@ -58,6 +64,104 @@ enum Command {
         /// Write input_ids [T] i64 and logits [T, vocab] f32 of every prompt position (safetensors).
         #[arg(long)]
         dump: Option<PathBuf>,
+    },
+    /// Per-culture statistics of every LM neuron over a multiple-choice VQA data set.
+    Collect {
+        #[arg(long, default_value = BUNDLED_VL_MODEL)]
+        model: String,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Prompt positions that count: all, text, image or last.
+        #[arg(long, value_enum, default_value = "all")]
+        positions: RuleArg,
+        /// Directory for stats.safetensors and stats.json.
+        #[arg(long, default_value = "culturelens-out/stats")]
+        out: PathBuf,
+        /// Rows per checkpoint; a killed run restarted with the same command resumes from the last one.
+        #[arg(long, default_value_t = 64)]
+        checkpoint_every: usize,
+        /// Token budget of one packed batch.
+        #[arg(long, default_value_t = 4096)]
+        batch_tokens: usize,
+        /// Run shard I of N (chunks I, I+N, …); combine them with `culturelens merge`.
+        #[arg(long)]
+        shard: Option<String>,
+    },
+    /// Combine the shards of one collect run into exactly the single-run statistics.
+    Merge {
+        #[arg(long, default_value = "culturelens-out/stats")]
+        out: PathBuf,
+        /// The shard files (stats.shard-I-of-N.safetensors).
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+    },
+    /// Each culture's neurons by CAS, LAPE, LAP and/or MAD.
+    Identify {
+        /// stats.safetensors, or the directory collect wrote.
+        #[arg(long, default_value = "culturelens-out/stats")]
+        stats: PathBuf,
+        /// cas, lape, lap, mad, a comma-separated list, or all.
+        #[arg(long, default_value = "all")]
+        method: String,
+        #[command(flatten)]
+        k: KArgs,
+        /// LAPE keeps this share of all neurons before assigning them to cultures.
+        #[arg(long, default_value_t = 0.01)]
+        lape_top_rate: f64,
+        #[arg(long, default_value = "culturelens-out/neurons")]
+        out: PathBuf,
+    },
+    /// Accuracy per culture with each culture's neurons ablated: matrix, self/cross Δ, gap, flips.
+    Ablate {
+        #[arg(long, default_value = BUNDLED_VL_MODEL)]
+        model: String,
+        #[command(flatten)]
+        data: DataArgs,
+        /// The directory identify wrote.
+        #[arg(long, default_value = "culturelens-out/neurons")]
+        neurons: PathBuf,
+        #[arg(long, default_value = "all")]
+        method: String,
+        #[command(flatten)]
+        mode: ModeArgs,
+        /// Statistics for --mode mean and the baseline (default: those the sets came from).
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        #[arg(long, default_value_t = 4096)]
+        batch_tokens: usize,
+        /// Directory for ablation.json.
+        #[arg(long, default_value = "culturelens-out")]
+        out: PathBuf,
+    },
+    /// Tables (Markdown, CSV, JSON), figures (PNG, SVG) and report.html from ablation.json.
+    Report {
+        /// ablation.json or the directory holding it.
+        #[arg(long = "in", default_value = "culturelens-out")]
+        input: PathBuf,
+        #[arg(long, default_value = "culturelens-out")]
+        out: PathBuf,
+    },
+    /// collect → identify → ablate → report; with no arguments, the bundled demo.
+    Pipeline {
+        #[arg(long, default_value = BUNDLED_VL_MODEL)]
+        model: String,
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, default_value = "culturelens-out")]
+        out: PathBuf,
+        /// cas, lape, lap, mad, a comma-separated list, or all.
+        #[arg(long, default_value = "all")]
+        methods: String,
+        #[command(flatten)]
+        k: KArgs,
+        #[arg(long, value_enum, default_value = "all")]
+        positions: RuleArg,
+        #[command(flatten)]
+        mode: ModeArgs,
+        #[arg(long, default_value_t = 64)]
+        checkpoint_every: usize,
+        #[arg(long, default_value_t = 4096)]
+        batch_tokens: usize,
     },
     /// Kernel and prefill throughput against the device's measured copy bandwidth and best matmul.
     Bench(BenchOptions),
@@ -112,10 +216,96 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Collect { model, data, positions, out, checkpoint_every, batch_tokens, shard } => {
+            let shard = shard.as_deref().map(parse_shard).transpose()?.unwrap_or((0, 1));
+            let gpu = Gpu::new(&selector)?;
+            let o = CollectOptions {
+                model: bundled(&model, BUNDLED_VL_MODEL),
+                data: data.options(),
+                rule: positions.rule(),
+                out,
+                chunk_examples: checkpoint_every,
+                max_batch_tokens: batch_tokens,
+                shard,
+                progress: true,
+            };
+            let path = collect(&gpu, &o)?;
+            println!("{}", path.display());
+            Ok(())
+        }
+        Command::Merge { out, shards } => {
+            println!("{}", merge(&shards, &out)?.display());
+            Ok(())
+        }
+        Command::Identify { stats, method, k, lape_top_rate, out } => {
+            let o = IdentifyOptions { stats, methods: methods(&method)?, k: k.choice(), lape_top_rate, out };
+            for p in identify(&o)? {
+                println!("{}", p.display());
+            }
+            Ok(())
+        }
+        Command::Ablate { model, data, neurons, method, mode, stats, batch_tokens, out } => {
+            let gpu = Gpu::new(&selector)?;
+            let o = AblateOptions {
+                model: bundled(&model, BUNDLED_VL_MODEL),
+                data: data.options(),
+                neurons,
+                methods: methods(&method)?,
+                mode: mode.mode(),
+                stats,
+                max_batch_tokens: batch_tokens,
+                out: out.clone(),
+                progress: true,
+            };
+            ablate(&gpu, &o)?;
+            println!("{}", Ablation::path(&out).display());
+            Ok(())
+        }
+        Command::Report { input, out } => {
+            let a = Ablation::load(&input)?;
+            write_report(&out, &a.summary, &a.extras)?;
+            println!("{}", out.join("report.html").display());
+            Ok(())
+        }
+        Command::Pipeline { model, data, out, methods: m, k, positions, mode, checkpoint_every, batch_tokens } => {
+            let gpu = Gpu::new(&selector)?;
+            let o = PipelineOptions {
+                model: bundled(&model, BUNDLED_VL_MODEL),
+                data: data.options(),
+                out: out.clone(),
+                methods: methods(&m)?,
+                k: k.choice(),
+                rule: positions.rule(),
+                mode: mode.mode(),
+                chunk_examples: checkpoint_every,
+                max_batch_tokens: batch_tokens,
+                lape_top_rate: 0.01,
+                progress: true,
+            };
+            let s = pipeline(&gpu, &o)?;
+            print_summary(&s);
+            println!("report: {}", out.join("report.html").display());
+            Ok(())
+        }
         Command::Bench(opts) => {
             let gpu = Gpu::new(&selector)?;
             bench::run(&gpu, &opts)
         }
+    }
+}
+
+/// One line per method: mean self and cross Δ in points, gap, flip rate.
+fn print_summary(s: &culturelens::report::Summary) {
+    println!("{:<6} {:>4} {:>8} {:>8} {:>8} {:>6}", "method", "k", "self Δ", "cross Δ", "gap", "flips");
+    for (name, m) in &s.methods {
+        println!(
+            "{name:<6} {:>4} {:>+8.1} {:>+8.1} {:>+8.1} {:>5.1}%",
+            m.k,
+            100.0 * m.mean_self_delta,
+            100.0 * m.mean_cross_delta,
+            100.0 * m.gap,
+            100.0 * m.flip_rate
+        );
     }
 }
 

@@ -20,11 +20,12 @@ pub struct ScoreOptions<'a> {
     pub max_batch_tokens: usize,
 }
 
-/// One example ready for the model.
-struct Prepared {
-    ids: Vec<u32>,
-    image: Option<ImageInput>,
-    group: u32,
+/// One example ready for the model: prompt ids and preprocessed image, kept across passes so
+/// repeated runs (ablations) skip decoding, resizing and tokenising.
+pub struct Prepared {
+    pub ids: Vec<u32>,
+    pub image: Option<ImageInput>,
+    pub group: u32,
 }
 
 fn prepare(
@@ -55,6 +56,17 @@ pub struct Scored {
     pub option_logits: Vec<Vec<f32>>,
     /// Positions counted into each group's statistics under the rule (N_g).
     pub positions: Vec<u64>,
+    /// Prompt tokens run, all positions.
+    pub tokens: u64,
+}
+
+impl Scored {
+    /// Positions per group for `groups` groups (a batch need not contain the last ones).
+    pub fn positions_padded(&self, groups: usize) -> Vec<u64> {
+        let mut p = self.positions.clone();
+        p.resize(groups, 0);
+        p
+    }
 }
 
 /// Scores `examples` (group index, row) in order.
@@ -65,28 +77,53 @@ pub fn score_qwen2_5_vl(
     examples: &[(usize, McExample)],
     option_ids: &[u32],
     opts: &ScoreOptions<'_>,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<Scored> {
+    let prepared = prepare_all(model, text, pcfg, examples)?;
+    score_prepared(model, &prepared, option_ids, opts, progress)
+}
+
+/// Prompt ids and pixels of every example.
+pub fn prepare_all(
+    model: &Qwen2_5_VLForConditionalGeneration,
+    text: &TextProcessor,
+    pcfg: &Qwen2VlImageProcessorConfig,
+    examples: &[(usize, McExample)],
+) -> anyhow::Result<Vec<Prepared>> {
     let vc = &model.visual.config;
     let placeholder = text
         .id_to_token(vc.image_token_id)
         .ok_or_else(|| anyhow::anyhow!("image_token_id {} is not in the tokenizer", vc.image_token_id))?;
+    examples.iter().map(|(g, ex)| prepare(model, text, pcfg, &placeholder, *g, ex)).collect()
+}
+
+/// Scores prepared examples in order, packing them into batches of at most
+/// `opts.max_batch_tokens` tokens.
+pub fn score_prepared(
+    model: &Qwen2_5_VLForConditionalGeneration,
+    examples: &[Prepared],
+    option_ids: &[u32],
+    opts: &ScoreOptions<'_>,
+    mut progress: impl FnMut(usize, usize),
+) -> anyhow::Result<Scored> {
+    let vc = &model.visual.config;
     let vocab = model.config.text.vocab_size;
     let mut out = Vec::with_capacity(examples.len());
-    let mut positions = vec![0u64; examples.iter().map(|(g, _)| g + 1).max().unwrap_or(0)];
+    let mut positions = vec![0u64; examples.iter().map(|p| p.group as usize + 1).max().unwrap_or(0)];
     let mut start = 0;
+    let mut total_tokens = 0u64;
     while start < examples.len() {
-        let mut batch: Vec<Prepared> = Vec::new();
+        let mut end = start;
         let mut tokens = 0;
-        while start + batch.len() < examples.len() {
-            let (g, ex) = &examples[start + batch.len()];
-            let p = prepare(model, text, pcfg, &placeholder, *g, ex)?;
-            if !batch.is_empty() && tokens + p.ids.len() > opts.max_batch_tokens {
+        while end < examples.len() {
+            let p = &examples[end];
+            if end > start && tokens + p.ids.len() > opts.max_batch_tokens {
                 break;
             }
             tokens += p.ids.len();
-            batch.push(p);
+            end += 1;
         }
+        let batch = &examples[start..end];
         let prompts: Vec<VlPrompt<'_>> =
             batch.iter().map(|p| VlPrompt { ids: &p.ids, images: p.image.as_slice() }).collect();
         let images: Vec<ImageInput> = batch.iter().filter_map(|p| p.image.clone()).collect();
@@ -101,6 +138,7 @@ pub fn score_qwen2_5_vl(
                 positions[p.group as usize] += counted as u64;
             }
         }
+        total_tokens += vl.batch.len() as u64;
         let mut cache = model.model.new_cache(vl.batch.len())?;
         let fo =
             ForwardOptions { logits: LogitRows::Rows(vl.batch.last_tokens()), stats: opts.stats, ..Default::default() };
@@ -111,5 +149,5 @@ pub fn score_qwen2_5_vl(
         start += batch.len();
         progress(start, examples.len());
     }
-    Ok(Scored { option_logits: out, positions })
+    Ok(Scored { option_logits: out, positions, tokens: total_tokens })
 }

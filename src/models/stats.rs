@@ -27,6 +27,11 @@ impl NeuronStats {
         self.gpu.write_padded(&self.buffer, 0, bytemuck::cast_slice(&vec![0u32; words]));
     }
 
+    /// The raw accumulator words, [groups, layers, width, ACC_WORDS].
+    pub fn read_words(&self) -> Result<Vec<u32>, GpuError> {
+        self.gpu.read(&self.buffer, 0, self.groups * self.layers * self.width * ACC_WORDS)
+    }
+
     /// All groups, [groups, layers, width] in that order.
     pub fn read(&self) -> Result<NeuronSums, GpuError> {
         let words: Vec<u32> = self.gpu.read(&self.buffer, 0, self.groups * self.layers * self.width * ACC_WORDS)?;

@@ -1,6 +1,8 @@
 //! Culture-neuron scoring and selection (DESIGN §5). The statistics come from the fused SwiGLU
 //! kernel; everything here is host-side arithmetic in f64.
 
+pub mod accum;
 pub mod methods;
+pub mod stats_file;
 
 pub use methods::{GroupStats, Method};

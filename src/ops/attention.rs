@@ -41,7 +41,11 @@ pub fn attention(
 ) {
     assert!(s.head_dim <= MAX_HEAD_DIM && s.heads.is_multiple_of(s.kv_heads), "checked when the config is read");
     let gpu = rec.gpu().clone();
-    let pipeline = shaders::pipeline(&gpu, "attention", shaders::ATTENTION);
+    let kernel = AttentionKernel::choose(&gpu);
+    let pipeline = match kernel {
+        AttentionKernel::Workgroup => shaders::pipeline(&gpu, "attention", shaders::ATTENTION),
+        AttentionKernel::Lane => shaders::pipeline(&gpu, "attention_lane", shaders::ATTENTION_LANE),
+    };
     let params = Params {
         tokens: s.tokens as u32,
         heads: s.heads as u32,
@@ -62,8 +66,31 @@ pub fn attention(
             Binding::Whole(kv_range),
             Binding::Whole(out),
         ],
-        row_grid(s.heads as u32, s.tokens),
+        match kernel {
+            AttentionKernel::Workgroup => row_grid(s.heads as u32, s.tokens),
+            AttentionKernel::Lane => row_grid(1, (s.heads * s.tokens).div_ceil(64)),
+        },
     );
+}
+
+/// Which attention shader runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// One 64-lane workgroup per (head, query), keys in parallel: GPUs.
+    Workgroup,
+    /// One invocation per (head, query), keys in sequence: CPU adapters, where workgroup
+    /// barriers cost more than the arithmetic (about 10x on llvmpipe).
+    Lane,
+}
+
+impl AttentionKernel {
+    pub fn choose(gpu: &crate::gpu::Gpu) -> AttentionKernel {
+        if gpu.info.device_type == wgpu::DeviceType::Cpu {
+            AttentionKernel::Lane
+        } else {
+            AttentionKernel::Workgroup
+        }
+    }
 }
 
 /// CPU reference: materialises each query's scores (fine at test sizes), f64 softmax.

@@ -10,6 +10,7 @@ pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 pub const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
 pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
 pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+pub const ATTENTION_LANE: &str = include_str!("../../shaders/attention_lane.wgsl");
 pub const SWIGLU_STATS: &str = include_str!("../../shaders/swiglu_stats.wgsl");
 pub const GATHER_ROWS: &str = include_str!("../../shaders/gather_rows.wgsl");
 pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
@@ -37,6 +38,7 @@ pub fn all_variants() -> Vec<(ShaderKey, String)> {
         ("rmsnorm", RMSNORM),
         ("rope", ROPE),
         ("attention", ATTENTION),
+        ("attention_lane", ATTENTION_LANE),
         ("swiglu_stats", SWIGLU_STATS),
         ("gather_rows", GATHER_ROWS),
         ("activation", ACTIVATION),

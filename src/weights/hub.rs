@@ -34,3 +34,36 @@ fn hub_cache() -> hf_hub::Cache {
         .map(|p| hf_hub::Cache::new(PathBuf::from(p)))
         .unwrap_or_else(hf_hub::Cache::from_env)
 }
+
+/// `--data` accepts a parquet file, a directory of shards, a JSONL file, or a dataset id
+/// ("afaji/cvqa") in the local HF cache; for a hub snapshot the parquet shards of its `data/`
+/// folder (CVQA's layout) are used when the snapshot root has none.
+pub fn resolve_dataset(data: &str) -> anyhow::Result<PathBuf> {
+    let p = Path::new(data);
+    if p.exists() {
+        return Ok(p.to_path_buf());
+    }
+    let looks_like_id = data.split('/').count() == 2 && !data.starts_with('.') && !data.starts_with('/');
+    if !looks_like_id {
+        anyhow::bail!("--data {data}: no such file or directory");
+    }
+    let cache = hub_cache();
+    let repo = cache.path().join(format!("datasets--{}", data.replace('/', "--")));
+    let rev = std::fs::read_to_string(repo.join("refs").join("main")).map_err(|_| {
+        anyhow::anyhow!(
+            "--data {data}: not a file or directory, and not in the local Hugging Face cache at {} \
+             (fetch it first, e.g. `huggingface-cli download --repo-type dataset {data}`)",
+            cache.path().display()
+        )
+    })?;
+    let snapshot = repo.join("snapshots").join(rev.trim());
+    let has_parquet = |d: &Path| {
+        std::fs::read_dir(d)
+            .map(|r| r.flatten().any(|e| e.path().extension().is_some_and(|x| x == "parquet")))
+            .unwrap_or(false)
+    };
+    if !has_parquet(&snapshot) && has_parquet(&snapshot.join("data")) {
+        return Ok(snapshot.join("data"));
+    }
+    Ok(snapshot)
+}

@@ -4,5 +4,5 @@
 mod hub;
 mod store;
 
-pub use hub::resolve_model_dir;
+pub use hub::{resolve_dataset, resolve_model_dir};
 pub use store::{TensorRef, WeightError, WeightStore};

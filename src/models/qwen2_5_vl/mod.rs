@@ -3,10 +3,12 @@
 
 mod config;
 pub mod model;
+pub mod positions;
 pub mod rope_index;
 pub mod vision;
 
 pub use config::VisionConfig;
 pub use model::{ImageInput, Qwen2_5_VLForConditionalGeneration, VlBatch, VlPrompt};
+pub use positions::PositionIds;
 pub use rope_index::{get_rope_index, window_index};
 pub use vision::VisionTransformer;

@@ -1,6 +1,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::positions::PositionIds;
 use super::rope_index::get_rope_index;
 use super::vision::{VisionCapture, VisionTransformer};
 use crate::gpu::{Gpu, Recorder};
@@ -29,6 +30,7 @@ pub struct Qwen2_5_VLForConditionalGeneration {
     pub config: ModelConfig,
     pub visual: VisionTransformer,
     pub model: Decoder,
+    pub position_ids: PositionIds,
 }
 
 /// The packed batch plus where each image's embeddings go.
@@ -61,7 +63,8 @@ impl Qwen2_5_VLForConditionalGeneration {
         }
         let visual = VisionTransformer::load(gpu, &store, vision)?;
         let model = Decoder::load(gpu, &store, &config.text, "model.", "lm_head.weight")?;
-        Ok(Qwen2_5_VLForConditionalGeneration { config, visual, model })
+        let position_ids = PositionIds::for_model(dir)?;
+        Ok(Qwen2_5_VLForConditionalGeneration { config, visual, model, position_ids })
     }
 
     /// Packs prompts with their M-RoPE positions; every token is excluded from statistics
@@ -73,7 +76,10 @@ impl Qwen2_5_VLForConditionalGeneration {
         let mut rope_deltas = Vec::new();
         for p in prompts {
             let grids: Vec<[usize; 3]> = p.images.iter().map(|i| i.grid_thw).collect();
-            let (pos, delta) = get_rope_index(p.ids, &grids, vc)?;
+            let (pos, delta) = match self.position_ids {
+                PositionIds::Mrope => get_rope_index(p.ids, &grids, vc)?,
+                PositionIds::Sequential => ((0..p.ids.len() as i64).flat_map(|i| [i, i, i]).collect(), 0),
+            };
             let start = b.tokens.len();
             let mut i = 0;
             for g in &grids {

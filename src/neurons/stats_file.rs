@@ -1,0 +1,213 @@
+//! The statistics file `collect` writes and `identify`/`ablate`/`merge` read: safetensors with
+//! count_pos, sum and sum_sq per group × layer × neuron, positions per group, the exact
+//! fixed-point sums that make merging bit-identical, and each example's option logits (the
+//! baseline answers, so ablation need not rerun it). The metadata travels in the header as JSON
+//! under "culturelens" and is also written beside it as a readable `.json`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use super::accum::Accumulated;
+
+pub const FORMAT: u32 = 1;
+const META_KEY: &str = "culturelens";
+
+/// What the statistics were computed from, and how far the run got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsMeta {
+    pub format: u32,
+    pub culturelens_version: String,
+    /// As given on the command line (directory or hub id).
+    pub model: String,
+    /// sha256 of config.json and the weight files' names and sizes.
+    pub model_fingerprint: String,
+    pub architecture: String,
+    pub layers: usize,
+    pub width: usize,
+    pub dataset: String,
+    /// sha256 over the selected rows (ids, groups, text, labels, image bytes) in order.
+    pub dataset_fingerprint: String,
+    pub group_by: String,
+    pub lang: String,
+    pub position_rule: String,
+    pub groups: Vec<String>,
+    pub examples_per_group: Vec<usize>,
+    /// Rows of the whole (unsharded) run.
+    pub examples: usize,
+    /// Rows per chunk: the unit of batching, checkpointing and sharding.
+    pub chunk_examples: usize,
+    pub max_batch_tokens: usize,
+    /// (index, count); (0, 1) for a run over everything or a merge of all shards.
+    pub shard: (usize, usize),
+    /// Chunks of this shard done so far.
+    pub chunks_done: usize,
+    pub complete: bool,
+}
+
+impl StatsMeta {
+    /// Chunks of the whole run.
+    pub fn chunks_total(&self) -> usize {
+        self.examples.div_ceil(self.chunk_examples.max(1))
+    }
+
+    /// The chunk indices this shard processes, in order.
+    pub fn shard_chunks(&self) -> Vec<usize> {
+        (0..self.chunks_total()).filter(|c| c % self.shard.1 == self.shard.0).collect()
+    }
+
+    /// Whether `other` describes the same computation (progress aside).
+    pub fn same_run(&self, other: &StatsMeta) -> bool {
+        let strip = |m: &StatsMeta| StatsMeta {
+            chunks_done: 0,
+            complete: false,
+            culturelens_version: String::new(),
+            model: String::new(),
+            dataset: String::new(),
+            ..m.clone()
+        };
+        strip(self) == strip(other)
+    }
+}
+
+/// Everything in a statistics file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsFile {
+    pub meta: StatsMeta,
+    pub acc: Accumulated,
+    /// Row indices (into the whole run's selected rows) whose logits are below, in order.
+    pub example_index: Vec<u64>,
+    /// [rows][options].
+    pub option_logits: Vec<Vec<f32>>,
+}
+
+fn bytes_of<T: bytemuck::Pod>(v: &[T]) -> Vec<u8> {
+    bytemuck::cast_slice(v).to_vec()
+}
+
+impl StatsFile {
+    /// Writes atomically (temporary file, then rename), plus the metadata as `<path>.json`.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let a = &self.acc;
+        let (g, l, w) = (a.groups, a.layers, a.width);
+        let n_opt = self.option_logits.first().map_or(0, |r| r.len());
+        let split = |v: &[i128]| -> Vec<i64> { v.iter().flat_map(|&x| [x as u64 as i64, (x >> 64) as i64]).collect() };
+        let tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
+            ("count_pos", Dtype::I64, vec![g, l, w], bytes_of(&a.count_pos.iter().map(|&c| c as i64).collect::<Vec<_>>())),
+            ("sum", Dtype::F64, vec![g, l, w], bytes_of(&a.sum_f64())),
+            ("sum_sq", Dtype::F64, vec![g, l, w], bytes_of(&a.sum_sq_f64())),
+            ("sum_fixed", Dtype::I64, vec![g, l, w, 2], bytes_of(&split(&a.sum))),
+            ("sum_sq_fixed", Dtype::I64, vec![g, l, w, 2], bytes_of(&split(&a.sum_sq))),
+            ("positions", Dtype::I64, vec![g], bytes_of(&a.positions.iter().map(|&c| c as i64).collect::<Vec<_>>())),
+            (
+                "example_index",
+                Dtype::I64,
+                vec![self.example_index.len()],
+                bytes_of(&self.example_index.iter().map(|&c| c as i64).collect::<Vec<_>>()),
+            ),
+            (
+                "option_logits",
+                Dtype::F32,
+                vec![self.option_logits.len(), n_opt],
+                bytes_of(&self.option_logits.concat()),
+            ),
+        ];
+        let views: Vec<(&str, TensorView<'_>)> = tensors
+            .iter()
+            .map(|(name, dt, shape, bytes)| Ok((*name, TensorView::new(*dt, shape.clone(), bytes)?)))
+            .collect::<Result<_, safetensors::SafeTensorError>>()?;
+        let meta_json = serde_json::to_string(&self.meta)?;
+        let info = HashMap::from([(META_KEY.to_string(), meta_json)]);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let tmp = path.with_extension("safetensors.tmp");
+        safetensors::serialize_to_file(views, Some(info), &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        let json_path = json_path(path);
+        std::fs::write(&json_path, serde_json::to_string_pretty(&self.meta)? + "\n")
+            .with_context(|| format!("writing {}", json_path.display()))?;
+        Ok(())
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<StatsFile> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading statistics file {}", path.display()))?;
+        let bad = |why: String| anyhow::anyhow!("{}: not a culturelens statistics file: {why}", path.display());
+        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let meta_json = header.metadata().as_ref().and_then(|m| m.get(META_KEY)).ok_or_else(|| bad("no metadata".into()))?;
+        let meta: StatsMeta = serde_json::from_str(meta_json).map_err(|e| bad(format!("metadata: {e}")))?;
+        if meta.format != FORMAT {
+            return Err(bad(format!("format {} (this build reads {FORMAT})", meta.format)));
+        }
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+        let (g, l, w) = (meta.groups.len(), meta.layers, meta.width);
+        let tensor = |name: &str, dtype: Dtype, shape: &[usize]| -> anyhow::Result<Vec<u8>> {
+            let t = st.tensor(name).map_err(|_| bad(format!("tensor {name} is missing")))?;
+            if t.dtype() != dtype || t.shape() != shape {
+                return Err(bad(format!(
+                    "tensor {name} is {:?} {:?}, the metadata implies {dtype:?} {shape:?}",
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            Ok(t.data().to_vec())
+        };
+        let i64s = |b: Vec<u8>| -> Vec<i64> { b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect() };
+        let join = |v: Vec<i64>| -> Vec<i128> { v.chunks_exact(2).map(|p| ((p[1] as i128) << 64) | (p[0] as u64 as i128)).collect() };
+        let mut acc = Accumulated::zeros(g, l, w);
+        acc.count_pos = i64s(tensor("count_pos", Dtype::I64, &[g, l, w])?).into_iter().map(|c| c as u64).collect();
+        acc.sum = join(i64s(tensor("sum_fixed", Dtype::I64, &[g, l, w, 2])?));
+        acc.sum_sq = join(i64s(tensor("sum_sq_fixed", Dtype::I64, &[g, l, w, 2])?));
+        acc.positions = i64s(tensor("positions", Dtype::I64, &[g])?).into_iter().map(|c| c as u64).collect();
+        let idx = st.tensor("example_index").map_err(|_| bad("tensor example_index is missing".into()))?;
+        let rows = idx.shape().first().copied().unwrap_or(0);
+        let example_index: Vec<u64> =
+            i64s(tensor("example_index", Dtype::I64, &[rows])?).into_iter().map(|c| c as u64).collect();
+        let lg = st.tensor("option_logits").map_err(|_| bad("tensor option_logits is missing".into()))?;
+        let n_opt = lg.shape().get(1).copied().unwrap_or(0);
+        let flat: Vec<f32> = tensor("option_logits", Dtype::F32, &[rows, n_opt])?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let option_logits = if n_opt == 0 { vec![Vec::new(); rows] } else { flat.chunks(n_opt).map(|c| c.to_vec()).collect() };
+        Ok(StatsFile { meta, acc, example_index, option_logits })
+    }
+
+    /// Checks that these statistics belong to a model of `layers` × `width` neurons.
+    pub fn check_model(&self, path: &Path, fingerprint: &str, layers: usize, width: usize) -> anyhow::Result<()> {
+        if (self.meta.layers, self.meta.width) != (layers, width) {
+            anyhow::bail!(
+                "{}: statistics are for {} layers x {} neurons, the model has {layers} x {width}",
+                path.display(),
+                self.meta.layers,
+                self.meta.width
+            );
+        }
+        if self.meta.model_fingerprint != fingerprint {
+            anyhow::bail!(
+                "{}: statistics were collected from a different model ({}; fingerprint differs)",
+                path.display(),
+                self.meta.model
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `stats.safetensors` → `stats.json`.
+pub fn json_path(path: &Path) -> PathBuf {
+    path.with_extension("json")
+}
+
+/// A statistics path given as a file or as the directory `collect` wrote.
+pub fn resolve(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("stats.safetensors")
+    } else {
+        path.to_path_buf()
+    }
+}

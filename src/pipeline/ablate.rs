@@ -1,0 +1,286 @@
+//! `ablate`: baseline accuracy per culture, then for each method and each culture's neuron set,
+//! accuracy on every culture with that set intervened on (DESIGN §5: zero, mean, or scaled), and
+//! the self/cross deltas, gap and flip rate that say whether the set is culture-specific.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::collect::progress_bar;
+use super::data::{DataOptions, Selected};
+use super::identify::{load_stats, NeuronSets};
+use super::model::{options_per_row, CultureModel};
+use crate::eval::mc::{pick, PositionRule};
+use crate::eval::score::Prepared;
+use crate::eval::McExample;
+use crate::gpu::Gpu;
+use crate::neurons::stats_file::StatsFile;
+use crate::neurons::Method;
+use crate::report::{MethodSummary, ReportExtras, Summary};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// a' = 0.
+    Zero,
+    /// a' = μ, the neuron's mean over every counted position of every culture.
+    Mean,
+    /// a' = s·a (steering when s > 1).
+    Scale(f32),
+}
+
+impl Mode {
+    pub fn name(self) -> String {
+        match self {
+            Mode::Zero => "zero".into(),
+            Mode::Mean => "mean".into(),
+            Mode::Scale(s) => format!("scale {s}"),
+        }
+    }
+}
+
+pub struct AblateOptions {
+    pub model: String,
+    pub data: DataOptions,
+    /// The directory `identify` wrote.
+    pub neurons: PathBuf,
+    pub methods: Vec<Method>,
+    pub mode: Mode,
+    /// Statistics for the mean mode and for the baseline answers (default: the file the neuron
+    /// sets were identified from).
+    pub stats: Option<PathBuf>,
+    pub max_batch_tokens: usize,
+    pub out: PathBuf,
+    pub progress: bool,
+}
+
+/// `ablation.json`: what `report` renders.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ablation {
+    pub summary: Summary,
+    pub extras: ReportExtras,
+}
+
+impl Ablation {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("ablation.json")
+    }
+
+    pub fn save(&self, dir: &Path) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let p = Self::path(dir);
+        std::fs::write(&p, serde_json::to_string_pretty(self)? + "\n").with_context(|| format!("writing {}", p.display()))?;
+        Ok(p)
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Ablation> {
+        let p = if path.is_dir() { Self::path(path) } else { path.to_path_buf() };
+        let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not a culturelens ablation.json", p.display()))
+    }
+}
+
+/// Per-culture accuracy of the answers in `logits`.
+fn accuracy(examples: &[(usize, McExample)], logits: &[Vec<f32>], groups: usize) -> (Vec<f64>, Vec<usize>) {
+    let mut right = vec![0usize; groups];
+    let mut total = vec![0usize; groups];
+    let mut answers = Vec::with_capacity(examples.len());
+    for ((g, ex), l) in examples.iter().zip(logits) {
+        let a = pick(&l[..ex.options.len().min(l.len())]);
+        answers.push(a);
+        total[*g] += 1;
+        right[*g] += (a == ex.label) as usize;
+    }
+    (right.iter().zip(&total).map(|(&r, &t)| r as f64 / t.max(1) as f64).collect(), answers)
+}
+
+/// What one ablation study needs, already loaded.
+pub struct Study<'a> {
+    pub model: &'a CultureModel,
+    pub examples: &'a [(usize, McExample)],
+    /// The examples prepared once for all passes.
+    pub prepared: Vec<Prepared>,
+    pub groups: &'a [String],
+    pub dataset: String,
+    pub position_rule: String,
+    /// Baseline option logits, one row per example.
+    pub base_logits: Vec<Vec<f32>>,
+    /// Pooled mean activation per neuron (mean mode).
+    pub pooled_mean: Option<Vec<f64>>,
+    pub max_batch_tokens: usize,
+    pub progress: bool,
+}
+
+impl Study<'_> {
+    /// Checks that a neuron-set file fits this model and these groups.
+    fn check(&self, sets: &NeuronSets, path: &Path) -> anyhow::Result<()> {
+        if sets.model_fingerprint != self.model.fingerprint {
+            anyhow::bail!("{}: neuron sets were identified on a different model ({})", path.display(), sets.model);
+        }
+        if (sets.layers, sets.width) != (self.model.layers(), self.model.width()) {
+            anyhow::bail!(
+                "{}: neuron sets are for {} x {} neurons, the model has {} x {}",
+                path.display(),
+                sets.layers,
+                sets.width,
+                self.model.layers(),
+                self.model.width()
+            );
+        }
+        let names: Vec<&str> = sets.sets.iter().map(|s| s.group.as_str()).collect();
+        if names != self.groups.iter().map(String::as_str).collect::<Vec<_>>() {
+            anyhow::bail!(
+                "{}: neuron sets are for groups {names:?}, the data selects {:?}",
+                path.display(),
+                self.groups
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs every culture's set of one method; returns its summary and per-group layer counts.
+    pub fn run_method(&self, sets: &NeuronSets, path: &Path, mode: Mode) -> anyhow::Result<(MethodSummary, Vec<Vec<usize>>)> {
+        self.check(sets, path)?;
+        let g_n = self.groups.len();
+        let (base_acc, base_answers) = accuracy(self.examples, &self.base_logits, g_n);
+        let (l, w) = (sets.layers, sets.width);
+        let intervention = &self.model.vl.model.intervention;
+        let mut matrix = Vec::with_capacity(g_n);
+        let mut flips = 0usize;
+        let bar = progress_bar(self.progress, (g_n * self.examples.len()) as u64, 0);
+        bar.set_message(format!("ablating {} sets", sets.method));
+        for set in &sets.sets {
+            let mut scale = vec![1f32; l * w];
+            let mut shift = vec![0f32; l * w];
+            for &[li, i] in &set.neurons {
+                let n = li * w + i;
+                match mode {
+                    Mode::Zero => scale[n] = 0.0,
+                    Mode::Mean => {
+                        scale[n] = 0.0;
+                        shift[n] = self.pooled_mean.as_ref().context("mean ablation needs statistics")?[n] as f32;
+                    }
+                    Mode::Scale(s) => scale[n] = s,
+                }
+            }
+            intervention.set(&scale, &shift)?;
+            let base = bar.position();
+            let scored = self.model.score_prepared(&self.prepared, None, PositionRule::All, self.max_batch_tokens, |k, _| {
+                bar.set_position(base + k as u64)
+            });
+            intervention.reset();
+            let (acc, answers) = accuracy(self.examples, &scored?.option_logits, g_n);
+            flips += answers.iter().zip(&base_answers).filter(|(a, b)| a != b).count();
+            matrix.push(acc);
+        }
+        bar.finish_and_clear();
+        let self_delta: Vec<f64> = (0..g_n).map(|c| matrix[c][c] - base_acc[c]).collect();
+        let cross_delta: Vec<f64> = (0..g_n)
+            .map(|c| (0..g_n).filter(|&g| g != c).map(|g| matrix[c][g] - base_acc[g]).sum::<f64>() / (g_n - 1).max(1) as f64)
+            .collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let per_group = sets.per_layer();
+        let neurons_per_layer = (0..l).map(|li| per_group.iter().map(|v| v[li]).sum()).collect();
+        let by_name = |v: &[f64]| -> BTreeMap<String, f64> { self.groups.iter().cloned().zip(v.iter().copied()).collect() };
+        let s = MethodSummary {
+            k: sets.k,
+            self_delta: by_name(&self_delta),
+            cross_delta: by_name(&cross_delta),
+            mean_self_delta: mean(&self_delta),
+            mean_cross_delta: mean(&cross_delta),
+            gap: mean(&self_delta) - mean(&cross_delta),
+            flip_rate: flips as f64 / (g_n * self.examples.len()).max(1) as f64,
+            neurons_per_layer,
+            matrix,
+        };
+        Ok((s, per_group))
+    }
+
+    /// The whole study: every method's sets from `neurons`.
+    pub fn run(&self, neurons: &Path, methods: &[Method], mode: Mode) -> anyhow::Result<Ablation> {
+        let (base_acc, _) = accuracy(self.examples, &self.base_logits, self.groups.len());
+        let mut summary = Summary {
+            model: self.model.name.clone(),
+            dataset: self.dataset.clone(),
+            position_rule: self.position_rule.clone(),
+            groups: self.groups.to_vec(),
+            base_accuracy: self.groups.iter().cloned().zip(base_acc).collect(),
+            methods: BTreeMap::new(),
+        };
+        let mut extras = ReportExtras {
+            mode: mode.name(),
+            examples_per_group: (0..self.groups.len())
+                .map(|g| self.examples.iter().filter(|(h, _)| *h == g).count())
+                .collect(),
+            ..Default::default()
+        };
+        for &m in methods {
+            let path = NeuronSets::path(neurons, m);
+            let sets = NeuronSets::load(&path)?;
+            let (s, per_group) = self.run_method(&sets, &path, mode)?;
+            summary.methods.insert(m.name().to_string(), s);
+            extras.neurons_per_layer_per_group.insert(m.name().to_string(), per_group);
+        }
+        Ok(Ablation { summary, extras })
+    }
+}
+
+/// Baseline logits: the statistics run's, when it ran this model on exactly these rows.
+pub fn baseline_from_stats(stats: &StatsFile, model: &CultureModel, fingerprint: &str, rows: usize) -> Option<Vec<Vec<f32>>> {
+    let m = &stats.meta;
+    let same = m.complete
+        && m.model_fingerprint == model.fingerprint
+        && m.dataset_fingerprint == fingerprint
+        && stats.example_index.len() == rows
+        && stats.example_index.iter().enumerate().all(|(i, &r)| r == i as u64)
+        && stats.option_logits.first().map_or(true, |r| r.len() == model.option_ids.len());
+    same.then(|| stats.option_logits.clone())
+}
+
+pub fn ablate(gpu: &std::sync::Arc<Gpu>, o: &AblateOptions) -> anyhow::Result<Ablation> {
+    let sel = o.data.load()?;
+    let model = CultureModel::load(gpu, &o.model, options_per_row(&sel.grouped.examples))?;
+    let ablation = ablate_loaded(&model, &sel, o)?;
+    ablation.save(&o.out)?;
+    Ok(ablation)
+}
+
+/// `ablate` with the model and rows already loaded; does not write.
+pub fn ablate_loaded(model: &CultureModel, sel: &Selected, o: &AblateOptions) -> anyhow::Result<Ablation> {
+    let examples = &sel.grouped.examples;
+    let first = NeuronSets::load(&NeuronSets::path(&o.neurons, *o.methods.first().context("no method given")?))?;
+    let stats_path = o.stats.clone().unwrap_or_else(|| PathBuf::from(&first.stats));
+    let stats = match load_stats(&stats_path) {
+        Ok((p, s)) => {
+            s.check_model(&p, &model.fingerprint, model.layers(), model.width())?;
+            Some(s)
+        }
+        Err(e) if o.mode == Mode::Mean => return Err(e.context("mean ablation needs the statistics (--stats)")),
+        Err(_) => None,
+    };
+    let prepared = model.prepare(examples)?;
+    let base_logits = match stats.as_ref().and_then(|s| baseline_from_stats(s, model, &sel.fingerprint, examples.len())) {
+        Some(l) => l,
+        None => {
+            let bar = progress_bar(o.progress, examples.len() as u64, 0);
+            bar.set_message("baseline");
+            let s = model.score_prepared(&prepared, None, PositionRule::All, o.max_batch_tokens, |k, _| bar.set_position(k as u64))?;
+            bar.finish_and_clear();
+            s.option_logits
+        }
+    };
+    let study = Study {
+        model,
+        examples,
+        prepared,
+        groups: &sel.grouped.names,
+        dataset: o.data.data.clone(),
+        position_rule: first.position_rule.clone(),
+        base_logits,
+        pooled_mean: stats.as_ref().map(|s| s.acc.pooled_mean()),
+        max_batch_tokens: o.max_batch_tokens,
+        progress: o.progress,
+    };
+    study.run(&o.neurons, &o.methods, o.mode)
+}

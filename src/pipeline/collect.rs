@@ -1,0 +1,213 @@
+//! `collect`: per-culture statistics of every LM neuron over a data set, in chunks that are the
+//! unit of batching, checkpointing and sharding. Each chunk's GPU accumulators are read back and
+//! added exactly (neurons::accum), so a resumed run, or shards merged afterwards, end with the
+//! same bits as one uninterrupted run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::data::{group_by_name, lang_name, DataOptions, Selected};
+use super::model::{options_per_row, CultureModel};
+use crate::eval::mc::PositionRule;
+use crate::gpu::Gpu;
+use crate::models::NeuronStats;
+use crate::neurons::accum::Accumulated;
+use crate::neurons::stats_file::{StatsFile, StatsMeta, FORMAT};
+
+pub struct CollectOptions {
+    pub model: String,
+    pub data: DataOptions,
+    pub rule: PositionRule,
+    pub out: PathBuf,
+    /// Rows per chunk (checkpoint interval).
+    pub chunk_examples: usize,
+    pub max_batch_tokens: usize,
+    /// (index, count).
+    pub shard: (usize, usize),
+    pub progress: bool,
+}
+
+pub fn rule_name(r: PositionRule) -> &'static str {
+    match r {
+        PositionRule::All => "all",
+        PositionRule::Text => "text",
+        PositionRule::Image => "image",
+        PositionRule::Last => "last",
+    }
+}
+
+/// `stats.safetensors`, or `stats.shard-I-of-N.safetensors` for a shard.
+pub fn stats_path(out: &Path, shard: (usize, usize)) -> PathBuf {
+    if shard.1 == 1 {
+        out.join("stats.safetensors")
+    } else {
+        out.join(format!("stats.shard-{}-of-{}.safetensors", shard.0, shard.1))
+    }
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    path.with_extension("partial.safetensors")
+}
+
+/// Parses "i/n" with 0 ≤ i < n.
+pub fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
+    let bad = || anyhow::anyhow!("--shard {s}: expected I/N with 0 <= I < N, e.g. 0/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// Runs (or resumes, or finds already complete) a collection; returns the statistics file.
+pub fn collect(gpu: &Arc<Gpu>, o: &CollectOptions) -> anyhow::Result<PathBuf> {
+    let sel = o.data.load()?;
+    let model = CultureModel::load(gpu, &o.model, options_per_row(&sel.grouped.examples))?;
+    collect_loaded(gpu, &model, &sel, o)
+}
+
+/// `collect` with the model and rows already loaded.
+pub fn collect_loaded(gpu: &Arc<Gpu>, model: &CultureModel, sel: &Selected, o: &CollectOptions) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(o.chunk_examples > 0, "--checkpoint-every must be at least 1");
+    let examples = &sel.grouped.examples;
+    let meta = StatsMeta {
+        format: FORMAT,
+        culturelens_version: env!("CARGO_PKG_VERSION").to_string(),
+        model: o.model.clone(),
+        model_fingerprint: model.fingerprint.clone(),
+        architecture: model.architecture().to_string(),
+        layers: model.layers(),
+        width: model.width(),
+        dataset: o.data.data.clone(),
+        dataset_fingerprint: sel.fingerprint.clone(),
+        group_by: group_by_name(o.data.group_by).to_string(),
+        lang: lang_name(o.data.lang).to_string(),
+        position_rule: rule_name(o.rule).to_string(),
+        groups: sel.grouped.names.clone(),
+        examples_per_group: sel.grouped.counts(),
+        examples: examples.len(),
+        chunk_examples: o.chunk_examples,
+        max_batch_tokens: o.max_batch_tokens,
+        shard: o.shard,
+        chunks_done: 0,
+        complete: false,
+    };
+    for (name, n) in &sel.grouped.skipped {
+        eprintln!("skipped group {name}: {n} rows, fewer than --min-per-group {}", o.data.min_per_group);
+    }
+    let path = stats_path(&o.out, o.shard);
+    let partial = partial_path(&path);
+    if path.is_file() {
+        let done = StatsFile::load(&path)?;
+        if done.meta.same_run(&meta) && done.meta.complete {
+            eprintln!("{}: already complete for this model, data and settings", path.display());
+            return Ok(path);
+        }
+        anyhow::bail!(
+            "{} holds statistics of a different run (model, data or settings differ); choose another --out or remove it",
+            path.display()
+        );
+    }
+    let mut state = if partial.is_file() {
+        let s = StatsFile::load(&partial)?;
+        if !s.meta.same_run(&meta) {
+            anyhow::bail!(
+                "{} is a checkpoint of a different run (model, data or settings differ); choose another --out or remove it",
+                partial.display()
+            );
+        }
+        eprintln!("resuming from {} ({} chunks done)", partial.display(), s.meta.chunks_done);
+        s
+    } else {
+        let acc = Accumulated::zeros(meta.groups.len(), meta.layers, meta.width);
+        StatsFile { meta, acc, example_index: Vec::new(), option_logits: Vec::new() }
+    };
+
+    let chunks = state.meta.shard_chunks();
+    let chunk_rows = |c: usize| c * o.chunk_examples..((c + 1) * o.chunk_examples).min(examples.len());
+    let total_rows: usize = chunks.iter().map(|&c| chunk_rows(c).len()).sum();
+    let done_rows: usize = chunks[..state.meta.chunks_done].iter().map(|&c| chunk_rows(c).len()).sum();
+    let bar = progress_bar(o.progress, total_rows as u64, done_rows as u64);
+    let stats = NeuronStats::new(gpu, state.meta.groups.len(), state.meta.layers, state.meta.width)?;
+    let started = Instant::now();
+    let mut tokens = 0u64;
+    for &c in &chunks[state.meta.chunks_done..] {
+        let rows = chunk_rows(c);
+        stats.reset();
+        let base = bar.position();
+        let scored = model.score(&examples[rows.clone()], Some(&stats), o.rule, o.max_batch_tokens, |k, _| {
+            bar.set_position(base + k as u64);
+        })?;
+        state.acc.add_words(&stats.read_words()?, &scored.positions_padded(state.meta.groups.len()))?;
+        state.example_index.extend(rows.map(|r| r as u64));
+        state.option_logits.extend(scored.option_logits);
+        state.meta.chunks_done += 1;
+        tokens += scored.tokens;
+        bar.set_message(format!("{:.0} tok/s", tokens as f64 / started.elapsed().as_secs_f64().max(1e-9)));
+        state.save(&partial)?;
+    }
+    bar.finish_and_clear();
+    state.meta.complete = true;
+    state.save(&path)?;
+    let _ = std::fs::remove_file(&partial);
+    let _ = std::fs::remove_file(super::super::neurons::stats_file::json_path(&partial));
+    Ok(path)
+}
+
+pub(crate) fn progress_bar(show: bool, len: u64, pos: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(len),
+        if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} examples  {per_sec}  {msg}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(pos);
+    bar.reset_eta();
+    bar
+}
+
+/// `merge`: adds complete shards of one run into the single-run statistics.
+pub fn merge(shards: &[PathBuf], out: &Path) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(!shards.is_empty(), "merge needs at least one shard file");
+    let files: Vec<StatsFile> = shards.iter().map(|p| StatsFile::load(p)).collect::<anyhow::Result<_>>()?;
+    let first = &files[0].meta;
+    let n = first.shard.1;
+    let mut seen = vec![false; n];
+    for (f, p) in files.iter().zip(shards) {
+        if !f.meta.complete {
+            anyhow::bail!("{}: shard is not complete (resume its collect first)", p.display());
+        }
+        if f.meta.shard.1 != n || !f.meta.same_run(&StatsMeta { shard: f.meta.shard, ..first.clone() }) {
+            anyhow::bail!("{}: not a shard of the same run as {}", p.display(), shards[0].display());
+        }
+        if std::mem::replace(&mut seen[f.meta.shard.0], true) {
+            anyhow::bail!("{}: shard {}/{n} given twice", p.display(), f.meta.shard.0);
+        }
+    }
+    if let Some(missing) = seen.iter().position(|s| !s) {
+        anyhow::bail!("shard {missing}/{n} is missing from the merge");
+    }
+    let mut acc = Accumulated::zeros(first.groups.len(), first.layers, first.width);
+    let mut rows: Vec<(u64, Vec<f32>)> = Vec::new();
+    for f in &files {
+        acc.merge(&f.acc)?;
+        rows.extend(f.example_index.iter().copied().zip(f.option_logits.iter().cloned()));
+    }
+    rows.sort_by_key(|r| r.0);
+    let meta = StatsMeta { shard: (0, 1), chunks_done: first.chunks_total(), complete: true, ..first.clone() };
+    let merged = StatsFile {
+        meta,
+        acc,
+        example_index: rows.iter().map(|r| r.0).collect(),
+        option_logits: rows.into_iter().map(|r| r.1).collect(),
+    };
+    let path = stats_path(out, (0, 1));
+    merged.save(&path)?;
+    Ok(path)
+}

@@ -1,0 +1,116 @@
+//! The rows a pipeline step runs on, selected the same way by every step, and the fingerprints
+//! that tie statistics, neuron sets and ablations to the data and model they came from.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::eval::dataset::{load_examples, Lang};
+use crate::eval::grouping::{group, GroupBy, Grouped};
+use crate::weights::resolve_dataset;
+
+/// How rows are read and grouped into cultures.
+#[derive(Debug, Clone)]
+pub struct DataOptions {
+    /// A parquet file, directory of shards, JSONL file or hub dataset id.
+    pub data: String,
+    pub group_by: GroupBy,
+    pub lang: Lang,
+    pub min_per_group: usize,
+    /// Keep only these groups.
+    pub groups: Option<Vec<String>>,
+    /// First N rows of each group.
+    pub limit: Option<usize>,
+}
+
+pub fn group_by_name(g: GroupBy) -> &'static str {
+    match g {
+        GroupBy::Country => "country",
+        GroupBy::Language => "language",
+        GroupBy::Pair => "pair",
+    }
+}
+
+pub fn lang_name(l: Lang) -> &'static str {
+    match l {
+        Lang::En => "en",
+        Lang::Native => "native",
+    }
+}
+
+/// Rows grouped into cultures, plus a fingerprint of exactly what was selected.
+pub struct Selected {
+    pub grouped: Grouped,
+    pub fingerprint: String,
+}
+
+impl DataOptions {
+    pub fn load(&self) -> anyhow::Result<Selected> {
+        let path = resolve_dataset(&self.data)?;
+        let rows = load_examples(&path, self.lang)?;
+        let grouped = group(rows, self.group_by, self.min_per_group, self.groups.as_deref(), self.limit)?;
+        if grouped.names.is_empty() {
+            anyhow::bail!(
+                "{}: no culture group has at least {} rows ({} skipped)",
+                path.display(),
+                self.min_per_group,
+                grouped.skipped.len()
+            );
+        }
+        if grouped.names.len() < 2 {
+            anyhow::bail!(
+                "{}: only one culture group ({}) is left; contrastive methods need at least two",
+                path.display(),
+                grouped.names[0]
+            );
+        }
+        let fingerprint = fingerprint(&grouped);
+        Ok(Selected { grouped, fingerprint })
+    }
+}
+
+fn fingerprint(g: &Grouped) -> String {
+    let mut h = Sha256::new();
+    let mut field = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    for name in &g.names {
+        field(name.as_bytes());
+    }
+    for (k, ex) in &g.examples {
+        field(&(*k as u64).to_le_bytes());
+        field(ex.id.as_bytes());
+        field(ex.question.as_bytes());
+        for o in &ex.options {
+            field(o.as_bytes());
+        }
+        field(&(ex.label as u64).to_le_bytes());
+        field(ex.image.as_deref().unwrap_or(&[]));
+    }
+    hex(&h.finalize())
+}
+
+/// sha256 of config.json plus every weight file's name and size (reading 15 GB of weights to
+/// hash them would cost more than the run).
+pub fn model_fingerprint(dir: &Path) -> anyhow::Result<String> {
+    let mut h = Sha256::new();
+    let config = dir.join("config.json");
+    h.update(std::fs::read(&config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?);
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+        .collect();
+    files.sort();
+    for (name, len) in files {
+        h.update(name.as_bytes());
+        h.update(len.to_le_bytes());
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

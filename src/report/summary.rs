@@ -1,0 +1,63 @@
+//! Result types of a culturelens run. `Summary` / `MethodSummary` are a published JSON schema
+//! (`summary.json`): do not rename fields.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Whole-run summary, written verbatim as `summary.json`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Summary {
+    pub model: String,
+    pub dataset: String,
+    pub position_rule: String,
+    pub groups: Vec<String>,
+    pub base_accuracy: BTreeMap<String, f64>,     // group -> fraction
+    pub methods: BTreeMap<String, MethodSummary>, // "cas" | "lape" | "lap" | "mad" (any subset)
+}
+
+/// Per-method scores and ablation results.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct MethodSummary {
+    pub k: usize,                          // neurons per culture
+    pub self_delta: BTreeMap<String, f64>, // group -> Δ accuracy (fraction, e.g. -0.083)
+    pub cross_delta: BTreeMap<String, f64>,
+    pub mean_self_delta: f64,
+    pub mean_cross_delta: f64,
+    pub gap: f64, // mean_self_delta - mean_cross_delta
+    pub flip_rate: f64,
+    pub neurons_per_layer: Vec<usize>, // selected neurons (union over cultures, counted per culture) per layer
+    pub matrix: Vec<Vec<f64>>,         // [ablated culture][evaluated culture] accuracy after ablation
+}
+
+/// Extra information used by the tables and figures (kept in ablation.json, not in summary.json).
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct ReportExtras {
+    /// method -> [group (same order as `Summary::groups`)][layer] -> selected neuron count.
+    pub neurons_per_layer_per_group: BTreeMap<String, Vec<Vec<usize>>>,
+    /// Ablation mode: "zero" | "mean" | "scale 0.5".
+    pub mode: String,
+    /// Evaluated examples per group (same order as `Summary::groups`).
+    pub examples_per_group: Vec<usize>,
+    /// Free-form notes, listed in the report.
+    pub notes: Vec<String>,
+}
+
+impl Summary {
+    /// Base accuracy of group index `g` (None when absent or not finite).
+    pub(crate) fn base(&self, g: usize) -> Option<f64> {
+        self.groups.get(g).and_then(|name| self.base_accuracy.get(name)).copied().filter(|v| v.is_finite())
+    }
+}
+
+impl MethodSummary {
+    /// Accuracy after ablating the set of culture `a`, evaluated on culture `e` (None when missing / not finite).
+    pub(crate) fn acc(&self, a: usize, e: usize) -> Option<f64> {
+        self.matrix.get(a).and_then(|row| row.get(e)).copied().filter(|v| v.is_finite())
+    }
+
+    /// Δ accuracy (fraction) of cell (a, e) vs the base accuracy of `e`.
+    pub(crate) fn delta(&self, s: &Summary, a: usize, e: usize) -> Option<f64> {
+        Some(self.acc(a, e)? - s.base(e)?).filter(|v| v.is_finite())
+    }
+}
