@@ -7,6 +7,7 @@ pub mod gpu;
 pub mod models;
 pub mod neurons;
 pub mod ops;
+pub mod plant;
 pub mod runner;
 pub mod text;
 pub mod vision;
