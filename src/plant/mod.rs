@@ -90,6 +90,13 @@ pub struct PlantOptions {
     pub seed: u64,
 }
 
+impl Default for PlantOptions {
+    /// Empty paths; 24 questions and 4 neurons per culture, seed 0.
+    fn default() -> PlantOptions {
+        PlantOptions::new("", "", "")
+    }
+}
+
 impl PlantOptions {
     /// 24 questions and 4 neurons per culture, seed 0.
     pub fn new(base: impl Into<PathBuf>, cultures: impl Into<PathBuf>, out: impl Into<PathBuf>) -> PlantOptions {
@@ -117,6 +124,9 @@ pub struct PlantedCulture {
 
 #[derive(Debug, Clone)]
 pub struct PlantReport {
+    /// The `--out` directory.
+    pub out: PathBuf,
+    /// `OUT/model`: the planted checkpoint.
     pub model_dir: PathBuf,
     pub quiz: PathBuf,
     pub manifest: PathBuf,
@@ -183,7 +193,14 @@ pub fn plant(opts: &PlantOptions) -> anyhow::Result<PlantReport> {
     let doc = manifest_json(opts, &cultures, &planted, &layout, &cues, &letter_ids, &text);
     std::fs::write(&manifest, serde_json::to_string_pretty(&doc)?)
         .with_context(|| format!("writing {}", manifest.display()))?;
-    Ok(PlantReport { model_dir, quiz: quiz_path, manifest, cultures: planted, hints: hint_words })
+    Ok(PlantReport {
+        out: opts.out.clone(),
+        model_dir,
+        quiz: quiz_path,
+        manifest,
+        cultures: planted,
+        hints: hint_words,
+    })
 }
 
 fn copy_model_files(base: &Path, to: &Path) -> anyhow::Result<()> {

@@ -32,6 +32,10 @@ pub fn wire(
     cues: &Cues,
     letter_ids: &[u32],
 ) -> anyhow::Result<()> {
+    let markers = cues.culture_markers.iter().flatten().chain(cues.hints.iter().map(|h| &h.marker));
+    if let Some(bad) = markers.chain(letter_ids).find(|&&id| id as usize >= c.vocab_size) {
+        anyhow::bail!("token id {bad} is outside the model's vocabulary (vocab_size {})", c.vocab_size);
+    }
     let reserved = layout.reserved_dims();
     embeddings(ck, c, prefix, layout, cues, &reserved)?;
     for l in 0..c.num_hidden_layers {
@@ -57,7 +61,7 @@ fn embeddings(
 ) -> anyhow::Result<()> {
     let mut e = ck.matrix(&format!("{prefix}embed_tokens.weight"), c.vocab_size, c.hidden_size)?;
     reserved.iter().for_each(|&d| e.zero_col(d));
-    let markers = cues.culture_markers.iter().map(|m| m.clone()).chain(cues.hints.iter().map(|h| vec![h.marker]));
+    let markers = cues.culture_markers.iter().cloned().chain(cues.hints.iter().map(|h| vec![h.marker]));
     for (cue, tokens) in markers.enumerate() {
         for &t in &tokens {
             e.set(t as usize, layout.marker_dims[cue], MARKER);
