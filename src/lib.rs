@@ -9,6 +9,7 @@ pub mod neurons;
 pub mod ops;
 pub mod pipeline;
 pub mod report;
+pub mod plant;
 pub mod runner;
 pub mod text;
 pub mod vision;
