@@ -11,6 +11,7 @@ use culturelens::pipeline::cli::{bundled, methods, DataArgs, KArgs, ModeArgs, Ru
 use culturelens::pipeline::collect::{collect, merge, parse_shard, CollectOptions};
 use culturelens::pipeline::identify::{identify, IdentifyOptions};
 use culturelens::pipeline::run::{pipeline, PipelineOptions};
+use culturelens::plant::{plant, PlantOptions};
 use culturelens::report::write_report;
 use culturelens::runner::{self, RunRequest};
 use culturelens::weights::resolve_model_dir;
@@ -163,6 +164,24 @@ enum Command {
         #[arg(long, default_value_t = 4096)]
         batch_tokens: usize,
     },
+    /// Plant known culture neurons into a Qwen2.5-VL checkpoint and write a quiz that needs them.
+    Plant {
+        /// The model to plant into (e.g. tests/fixtures/qwen2_5_vl-tiny).
+        #[arg(long)]
+        base: PathBuf,
+        /// TOML list of cultures with their places (see assets/plant/cultures.toml).
+        #[arg(long)]
+        cultures: PathBuf,
+        /// Writes OUT/model (with planted_neurons.json) and OUT/quiz.parquet.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 24)]
+        questions_per_culture: usize,
+        #[arg(long, default_value_t = 4)]
+        neurons_per_culture: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Kernel and prefill throughput against the device's measured copy bandwidth and best matmul.
     Bench(BenchOptions),
 }
@@ -285,6 +304,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let s = pipeline(&gpu, &o)?;
             print_summary(&s);
             println!("report: {}", out.join("report.html").display());
+            Ok(())
+        }
+        Command::Plant { base, cultures, out, questions_per_culture, neurons_per_culture, seed } => {
+            let o = PlantOptions {
+                questions_per_culture,
+                neurons_per_culture,
+                seed,
+                ..PlantOptions::new(base, cultures, out)
+            };
+            let r = plant(&o)?;
+            for c in &r.cultures {
+                println!("{}: letter {} neurons {:?}", c.name, culturelens::eval::mc::LETTERS[c.letter], c.neurons);
+            }
+            println!(
+                "model: {}\nquiz: {}\nplanted neurons: {}",
+                r.model_dir.display(),
+                r.quiz.display(),
+                r.manifest.display()
+            );
             Ok(())
         }
         Command::Bench(opts) => {

@@ -26,6 +26,7 @@ fn check_matmul(dtype: WeightDType, m: usize, n: usize, k: usize, split_bytes: O
         matmul::MatmulKernel::Tiled,
         matmul::MatmulKernel::SplitK { rows_per_group: 4 },
         matmul::MatmulKernel::SplitK { rows_per_group: 1 },
+        matmul::MatmulKernel::Lane,
     ] {
         check_matmul_kernel(kernel, dtype, m, n, k, split_bytes, seed);
     }
@@ -104,7 +105,9 @@ fn matmul_without_bias_overwrites_at_row_offset() {
     let w = WeightTensor::upload(&g, "w", WeightDType::F32, n, k, &wb).unwrap();
     let xb = g.storage_from("x", &x).unwrap();
     let yb = g.storage_from("y", &vec![7.0f32; (m + 3) * n]).unwrap();
-    for kernel in [matmul::MatmulKernel::Tiled, matmul::MatmulKernel::SplitK { rows_per_group: 4 }] {
+    for kernel in
+        [matmul::MatmulKernel::Tiled, matmul::MatmulKernel::SplitK { rows_per_group: 4 }, matmul::MatmulKernel::Lane]
+    {
         g.write_padded(&yb, 0, bytemuck::cast_slice(&vec![7.0f32; (m + 3) * n]));
         let mut rec = Recorder::new(&g);
         matmul::matmul_with(
@@ -217,11 +220,14 @@ fn attention_packed_gqa_matches_reference() {
         let rb = g.storage_from("ranges", &ranges).unwrap();
         let out = g.storage_buffer("out", (q.len() * 4) as u64).unwrap();
         let scale = 1.0 / (hd as f32).sqrt();
-        let mut rec = Recorder::new(&g);
-        attention::attention(&mut rec, &bufs[0], &bufs[1], &bufs[2], &rb, &out, s, scale);
-        rec.finish().unwrap();
-        let got: Vec<f32> = g.read(&out, 0, q.len()).unwrap();
-        assert_close("attention", &got, &attention::attention_ref(&q, &k, &v, &ranges, s, scale), 1e-4, 1e-5);
+        for kernel in [attention::AttentionKernel::Workgroup, attention::AttentionKernel::Lane] {
+            let mut rec = Recorder::new(&g);
+            attention::attention_with(&mut rec, kernel, &bufs[0], &bufs[1], &bufs[2], &rb, &out, s, scale);
+            rec.finish().unwrap();
+            let got: Vec<f32> = g.read(&out, 0, q.len()).unwrap();
+            let want = attention::attention_ref(&q, &k, &v, &ranges, s, scale);
+            assert_close(&format!("attention {kernel:?}"), &got, &want, 1e-4, 1e-5);
+        }
     }
 }
 

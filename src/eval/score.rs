@@ -26,6 +26,41 @@ pub struct Prepared {
     pub ids: Vec<u32>,
     pub image: Option<ImageInput>,
     pub group: u32,
+    /// The vision tower's output for `image`, once computed (interventions act on the LM only,
+    /// so every ablation pass can reuse it).
+    pub image_embeds: Option<Vec<f32>>,
+}
+
+/// Runs the vision tower once over every prepared image and keeps its output, when all of it
+/// fits in `max_bytes` of host memory; returns whether it did.
+pub fn cache_image_embeds(
+    model: &Qwen2_5_VLForConditionalGeneration,
+    prepared: &mut [Prepared],
+    max_bytes: usize,
+) -> anyhow::Result<bool> {
+    let merge = model.visual.config.merge_unit();
+    let rows: usize =
+        prepared.iter().filter_map(|p| p.image.as_ref()).map(|i| i.grid_thw.iter().product::<usize>() / merge).sum();
+    if rows * model.config.text.hidden_size * 4 > max_bytes {
+        return Ok(false);
+    }
+    let hidden = model.config.text.hidden_size;
+    for chunk in prepared.chunks_mut(64) {
+        let images: Vec<ImageInput> = chunk.iter().filter_map(|p| p.image.clone()).collect();
+        if images.is_empty() {
+            continue;
+        }
+        let embeds = model.image_embeds(&images, None)?;
+        let mut at = 0;
+        for p in chunk.iter_mut() {
+            if let Some(img) = &p.image {
+                let n = img.grid_thw.iter().product::<usize>() / merge * hidden;
+                p.image_embeds = Some(embeds[at..at + n].to_vec());
+                at += n;
+            }
+        }
+    }
+    Ok(true)
 }
 
 fn prepare(
@@ -47,7 +82,7 @@ fn prepare(
     };
     let tokens = image.as_ref().map(|i| (placeholder, i.grid_thw.iter().product::<usize>() / vc.merge_unit()));
     let ids = prompt_ids(text, &ex.question, &ex.options, tokens)?;
-    Ok(Prepared { ids, image, group: group as u32 })
+    Ok(Prepared { ids, image, group: group as u32, image_embeds: None })
 }
 
 /// What a scoring pass returns.
@@ -142,7 +177,14 @@ pub fn score_prepared(
         let mut cache = model.model.new_cache(vl.batch.len())?;
         let fo =
             ForwardOptions { logits: LogitRows::Rows(vl.batch.last_tokens()), stats: opts.stats, ..Default::default() };
-        let res = model.forward(&vl, &images, &mut cache, &fo, None)?;
+        let cached: Option<Vec<(&[f32], [usize; 3])>> = batch
+            .iter()
+            .filter_map(|p| p.image.as_ref().map(|i| p.image_embeds.as_deref().map(|e| (e, i.grid_thw))))
+            .collect();
+        let res = match cached {
+            Some(embeds) => model.forward_with_image_embeds(&vl, &embeds, &mut cache, &fo)?,
+            None => model.forward(&vl, &images, &mut cache, &fo, None)?,
+        };
         for row in res.logits.chunks(vocab) {
             out.push(option_ids.iter().map(|&i| row[i as usize]).collect());
         }

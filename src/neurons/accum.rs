@@ -16,7 +16,9 @@ const MAX_ABS: f64 = 3.6e16; // ≈ 2^55
 
 fn to_fixed(x: f64) -> anyhow::Result<i128> {
     if !x.is_finite() || x.abs() > MAX_ABS {
-        anyhow::bail!("activation statistic {x} is not finite or exceeds {MAX_ABS:e}; the model's activations overflow");
+        anyhow::bail!(
+            "activation statistic {x} is not finite or exceeds {MAX_ABS:e}; the model's activations overflow"
+        );
     }
     Ok((x * 2f64.powi(FRAC_BITS)).round() as i128)
 }

@@ -97,7 +97,12 @@ impl StatsFile {
         let n_opt = self.option_logits.first().map_or(0, |r| r.len());
         let split = |v: &[i128]| -> Vec<i64> { v.iter().flat_map(|&x| [x as u64 as i64, (x >> 64) as i64]).collect() };
         let tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
-            ("count_pos", Dtype::I64, vec![g, l, w], bytes_of(&a.count_pos.iter().map(|&c| c as i64).collect::<Vec<_>>())),
+            (
+                "count_pos",
+                Dtype::I64,
+                vec![g, l, w],
+                bytes_of(&a.count_pos.iter().map(|&c| c as i64).collect::<Vec<_>>()),
+            ),
             ("sum", Dtype::F64, vec![g, l, w], bytes_of(&a.sum_f64())),
             ("sum_sq", Dtype::F64, vec![g, l, w], bytes_of(&a.sum_sq_f64())),
             ("sum_fixed", Dtype::I64, vec![g, l, w, 2], bytes_of(&split(&a.sum))),
@@ -126,7 +131,8 @@ impl StatsFile {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let tmp = path.with_extension("safetensors.tmp");
-        safetensors::serialize_to_file(views, Some(info), &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        safetensors::serialize_to_file(views, Some(info), &tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
         let json_path = json_path(path);
         std::fs::write(&json_path, serde_json::to_string_pretty(&self.meta)? + "\n")
@@ -138,7 +144,8 @@ impl StatsFile {
         let bytes = std::fs::read(path).with_context(|| format!("reading statistics file {}", path.display()))?;
         let bad = |why: String| anyhow::anyhow!("{}: not a culturelens statistics file: {why}", path.display());
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let meta_json = header.metadata().as_ref().and_then(|m| m.get(META_KEY)).ok_or_else(|| bad("no metadata".into()))?;
+        let meta_json =
+            header.metadata().as_ref().and_then(|m| m.get(META_KEY)).ok_or_else(|| bad("no metadata".into()))?;
         let meta: StatsMeta = serde_json::from_str(meta_json).map_err(|e| bad(format!("metadata: {e}")))?;
         if meta.format != FORMAT {
             return Err(bad(format!("format {} (this build reads {FORMAT})", meta.format)));
@@ -156,8 +163,11 @@ impl StatsFile {
             }
             Ok(t.data().to_vec())
         };
-        let i64s = |b: Vec<u8>| -> Vec<i64> { b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect() };
-        let join = |v: Vec<i64>| -> Vec<i128> { v.chunks_exact(2).map(|p| ((p[1] as i128) << 64) | (p[0] as u64 as i128)).collect() };
+        let i64s =
+            |b: Vec<u8>| -> Vec<i64> { b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect() };
+        let join = |v: Vec<i64>| -> Vec<i128> {
+            v.chunks_exact(2).map(|p| ((p[1] as i128) << 64) | (p[0] as u64 as i128)).collect()
+        };
         let mut acc = Accumulated::zeros(g, l, w);
         acc.count_pos = i64s(tensor("count_pos", Dtype::I64, &[g, l, w])?).into_iter().map(|c| c as u64).collect();
         acc.sum = join(i64s(tensor("sum_fixed", Dtype::I64, &[g, l, w, 2])?));
@@ -173,7 +183,8 @@ impl StatsFile {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
             .collect();
-        let option_logits = if n_opt == 0 { vec![Vec::new(); rows] } else { flat.chunks(n_opt).map(|c| c.to_vec()).collect() };
+        let option_logits =
+            if n_opt == 0 { vec![Vec::new(); rows] } else { flat.chunks(n_opt).map(|c| c.to_vec()).collect() };
         Ok(StatsFile { meta, acc, example_index, option_logits })
     }
 

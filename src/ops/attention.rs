@@ -39,9 +39,24 @@ pub fn attention(
     s: AttentionShape,
     scale: f32,
 ) {
+    let kernel = AttentionKernel::choose(rec.gpu());
+    attention_with(rec, kernel, q, k_cache, v_cache, kv_range, out, s, scale)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn attention_with(
+    rec: &mut Recorder,
+    kernel: AttentionKernel,
+    q: &wgpu::Buffer,
+    k_cache: &wgpu::Buffer,
+    v_cache: &wgpu::Buffer,
+    kv_range: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    s: AttentionShape,
+    scale: f32,
+) {
     assert!(s.head_dim <= MAX_HEAD_DIM && s.heads.is_multiple_of(s.kv_heads), "checked when the config is read");
     let gpu = rec.gpu().clone();
-    let kernel = AttentionKernel::choose(&gpu);
     let pipeline = match kernel {
         AttentionKernel::Workgroup => shaders::pipeline(&gpu, "attention", shaders::ATTENTION),
         AttentionKernel::Lane => shaders::pipeline(&gpu, "attention_lane", shaders::ATTENTION_LANE),

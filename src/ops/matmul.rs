@@ -30,18 +30,25 @@ pub struct MatmulOut {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKernel {
     Tiled,
-    SplitK { rows_per_group: u32 },
+    SplitK {
+        rows_per_group: u32,
+    },
+    /// One 4 x 4 output block per invocation, no workgroup memory: CPU adapters with short K.
+    Lane,
 }
 
 impl MatmulKernel {
-    /// Split-K pays a 64-lane reduction per output block, so it needs a long K to amortise it:
-    /// it is used for single rows, for few rows, and on CPU adapters once K is long.
-    pub fn choose(gpu: &Gpu, m: usize, k: usize) -> MatmulKernel {
+    /// Split-K pays a 64-lane reduction per output block, so it is used for few rows, where
+    /// nothing else fills the device; CPU adapters take the barrier-free lane kernel for the
+    /// rest (on lavapipe it beat split-K on the vision tower's K = 1176 patch embedding too).
+    pub fn choose(gpu: &Gpu, m: usize) -> MatmulKernel {
         let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
         if m == 1 {
             MatmulKernel::SplitK { rows_per_group: 1 }
-        } else if m <= 8 || (cpu && k >= 512) {
+        } else if m <= 8 {
             MatmulKernel::SplitK { rows_per_group: 4 }
+        } else if cpu {
+            MatmulKernel::Lane
         } else {
             MatmulKernel::Tiled
         }
@@ -58,7 +65,7 @@ pub fn matmul(
     m: usize,
     out: MatmulOut,
 ) {
-    let kernel = MatmulKernel::choose(rec.gpu(), m, w.cols);
+    let kernel = MatmulKernel::choose(rec.gpu(), m);
     matmul_with(rec, kernel, x, w, bias, y, m, out)
 }
 
@@ -77,6 +84,7 @@ pub fn matmul_with(
     let pipeline = match kernel {
         MatmulKernel::Tiled => shaders::matmul_tiled_pipeline(&gpu, w.dtype),
         MatmulKernel::SplitK { rows_per_group } => shaders::matmul_splitk_pipeline(&gpu, w.dtype, rows_per_group),
+        MatmulKernel::Lane => shaders::matmul_lane_pipeline(&gpu, w.dtype),
     };
     // Unused bias slot still needs a buffer bound; x serves (it is never read then).
     let bias_buf = bias.unwrap_or(x);
@@ -96,6 +104,11 @@ pub fn matmul_with(
             MatmulKernel::SplitK { rows_per_group } => {
                 let col_groups = (chunk.rows as u32).div_ceil(4);
                 [col_groups.min(65535), (m as u32).div_ceil(rows_per_group), col_groups.div_ceil(65535)]
+            }
+            MatmulKernel::Lane => {
+                let blocks = (chunk.rows as u32).div_ceil(4) * (m as u32).div_ceil(4);
+                let groups = blocks.div_ceil(64);
+                [groups.min(65535), groups.div_ceil(65535), 1]
             }
         };
         rec.dispatch(

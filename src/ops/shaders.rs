@@ -6,6 +6,7 @@ use crate::gpu::{Gpu, ShaderKey, WeightDType};
 pub const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
 pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 pub const MATMUL_SPLITK: &str = include_str!("../../shaders/matmul_splitk.wgsl");
+pub const MATMUL_LANE: &str = include_str!("../../shaders/matmul_lane.wgsl");
 pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 pub const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
 pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
@@ -29,6 +30,7 @@ pub fn all_variants() -> Vec<(ShaderKey, String)> {
     let mut v = Vec::new();
     for dt in [WeightDType::BF16, WeightDType::F16, WeightDType::F32] {
         v.push((ShaderKey::new("matmul", dt.name()), matmul_tiled_source(dt)));
+        v.push((ShaderKey::new("matmul_lane", dt.name()), matmul_lane_source(dt)));
         v.push((ShaderKey::new("embedding", dt.name()), format!("{}\n{}", weight_loader(dt), EMBEDDING)));
         for mb in [1, 4] {
             v.push((ShaderKey::new("matmul_splitk", format!("{}-mb{mb}", dt.name())), matmul_splitk_source(dt, mb)));
@@ -59,6 +61,14 @@ pub fn weight_pipeline(gpu: &Gpu, name: &'static str, src: &'static str, dtype: 
 
 fn matmul_tiled_source(dtype: WeightDType) -> String {
     format!("{}\n{}\n{}", weight_loader(dtype), MATMUL_COMMON, MATMUL)
+}
+
+fn matmul_lane_source(dtype: WeightDType) -> String {
+    format!("{}\n{}\n{}", weight_loader(dtype), MATMUL_COMMON, MATMUL_LANE)
+}
+
+pub fn matmul_lane_pipeline(gpu: &Gpu, dtype: WeightDType) -> wgpu::ComputePipeline {
+    gpu.pipelines.get(&gpu.device, &ShaderKey::new("matmul_lane", dtype.name()), || matmul_lane_source(dtype))
 }
 
 fn matmul_splitk_source(dtype: WeightDType, rows_per_group: u32) -> String {

@@ -13,7 +13,11 @@ use super::data::{DataOptions, Selected};
 use super::identify::{load_stats, NeuronSets};
 use super::model::{options_per_row, CultureModel};
 use crate::eval::mc::{pick, PositionRule};
-use crate::eval::score::Prepared;
+use crate::eval::score::{cache_image_embeds, Prepared};
+
+/// Host memory the ablation passes may spend on keeping image embeddings (else the vision
+/// tower reruns every pass).
+const IMAGE_EMBED_CACHE_BYTES: usize = 2 << 30;
 use crate::eval::McExample;
 use crate::gpu::Gpu;
 use crate::neurons::stats_file::StatsFile;
@@ -70,7 +74,8 @@ impl Ablation {
     pub fn save(&self, dir: &Path) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let p = Self::path(dir);
-        std::fs::write(&p, serde_json::to_string_pretty(self)? + "\n").with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(&p, serde_json::to_string_pretty(self)? + "\n")
+            .with_context(|| format!("writing {}", p.display()))?;
         Ok(p)
     }
 
@@ -140,7 +145,12 @@ impl Study<'_> {
     }
 
     /// Runs every culture's set of one method; returns its summary and per-group layer counts.
-    pub fn run_method(&self, sets: &NeuronSets, path: &Path, mode: Mode) -> anyhow::Result<(MethodSummary, Vec<Vec<usize>>)> {
+    pub fn run_method(
+        &self,
+        sets: &NeuronSets,
+        path: &Path,
+        mode: Mode,
+    ) -> anyhow::Result<(MethodSummary, Vec<Vec<usize>>)> {
         self.check(sets, path)?;
         let g_n = self.groups.len();
         let (base_acc, base_answers) = accuracy(self.examples, &self.base_logits, g_n);
@@ -166,9 +176,10 @@ impl Study<'_> {
             }
             intervention.set(&scale, &shift)?;
             let base = bar.position();
-            let scored = self.model.score_prepared(&self.prepared, None, PositionRule::All, self.max_batch_tokens, |k, _| {
-                bar.set_position(base + k as u64)
-            });
+            let scored =
+                self.model.score_prepared(&self.prepared, None, PositionRule::All, self.max_batch_tokens, |k, _| {
+                    bar.set_position(base + k as u64)
+                });
             intervention.reset();
             let (acc, answers) = accuracy(self.examples, &scored?.option_logits, g_n);
             flips += answers.iter().zip(&base_answers).filter(|(a, b)| a != b).count();
@@ -177,12 +188,15 @@ impl Study<'_> {
         bar.finish_and_clear();
         let self_delta: Vec<f64> = (0..g_n).map(|c| matrix[c][c] - base_acc[c]).collect();
         let cross_delta: Vec<f64> = (0..g_n)
-            .map(|c| (0..g_n).filter(|&g| g != c).map(|g| matrix[c][g] - base_acc[g]).sum::<f64>() / (g_n - 1).max(1) as f64)
+            .map(|c| {
+                (0..g_n).filter(|&g| g != c).map(|g| matrix[c][g] - base_acc[g]).sum::<f64>() / (g_n - 1).max(1) as f64
+            })
             .collect();
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let per_group = sets.per_layer();
         let neurons_per_layer = (0..l).map(|li| per_group.iter().map(|v| v[li]).sum()).collect();
-        let by_name = |v: &[f64]| -> BTreeMap<String, f64> { self.groups.iter().cloned().zip(v.iter().copied()).collect() };
+        let by_name =
+            |v: &[f64]| -> BTreeMap<String, f64> { self.groups.iter().cloned().zip(v.iter().copied()).collect() };
         let s = MethodSummary {
             k: sets.k,
             self_delta: by_name(&self_delta),
@@ -227,7 +241,12 @@ impl Study<'_> {
 }
 
 /// Baseline logits: the statistics run's, when it ran this model on exactly these rows.
-pub fn baseline_from_stats(stats: &StatsFile, model: &CultureModel, fingerprint: &str, rows: usize) -> Option<Vec<Vec<f32>>> {
+pub fn baseline_from_stats(
+    stats: &StatsFile,
+    model: &CultureModel,
+    fingerprint: &str,
+    rows: usize,
+) -> Option<Vec<Vec<f32>>> {
     let m = &stats.meta;
     let same = m.complete
         && m.model_fingerprint == model.fingerprint
@@ -259,13 +278,17 @@ pub fn ablate_loaded(model: &CultureModel, sel: &Selected, o: &AblateOptions) ->
         Err(e) if o.mode == Mode::Mean => return Err(e.context("mean ablation needs the statistics (--stats)")),
         Err(_) => None,
     };
-    let prepared = model.prepare(examples)?;
-    let base_logits = match stats.as_ref().and_then(|s| baseline_from_stats(s, model, &sel.fingerprint, examples.len())) {
+    let mut prepared = model.prepare(examples)?;
+    cache_image_embeds(&model.vl, &mut prepared, IMAGE_EMBED_CACHE_BYTES)?;
+    let base_logits = match stats.as_ref().and_then(|s| baseline_from_stats(s, model, &sel.fingerprint, examples.len()))
+    {
         Some(l) => l,
         None => {
             let bar = progress_bar(o.progress, examples.len() as u64, 0);
             bar.set_message("baseline");
-            let s = model.score_prepared(&prepared, None, PositionRule::All, o.max_batch_tokens, |k, _| bar.set_position(k as u64))?;
+            let s = model.score_prepared(&prepared, None, PositionRule::All, o.max_batch_tokens, |k, _| {
+                bar.set_position(k as u64)
+            })?;
             bar.finish_and_clear();
             s.option_logits
         }

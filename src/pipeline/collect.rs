@@ -71,7 +71,12 @@ pub fn collect(gpu: &Arc<Gpu>, o: &CollectOptions) -> anyhow::Result<PathBuf> {
 }
 
 /// `collect` with the model and rows already loaded.
-pub fn collect_loaded(gpu: &Arc<Gpu>, model: &CultureModel, sel: &Selected, o: &CollectOptions) -> anyhow::Result<PathBuf> {
+pub fn collect_loaded(
+    gpu: &Arc<Gpu>,
+    model: &CultureModel,
+    sel: &Selected,
+    o: &CollectOptions,
+) -> anyhow::Result<PathBuf> {
     anyhow::ensure!(o.chunk_examples > 0, "--checkpoint-every must be at least 1");
     let examples = &sel.grouped.examples;
     let meta = StatsMeta {

@@ -92,11 +92,17 @@ impl NeuronSets {
 
     pub fn load(path: &Path) -> anyhow::Result<NeuronSets> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading neuron sets {}", path.display()))?;
-        let s: NeuronSets =
-            serde_json::from_str(&text).with_context(|| format!("{}: not a culturelens neuron-set file", path.display()))?;
+        let s: NeuronSets = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a culturelens neuron-set file", path.display()))?;
         for set in &s.sets {
             if let Some(n) = set.neurons.iter().find(|[l, i]| *l >= s.layers || *i >= s.width) {
-                anyhow::bail!("{}: group {}: neuron {n:?} is outside {} x {}", path.display(), set.group, s.layers, s.width);
+                anyhow::bail!(
+                    "{}: group {}: neuron {n:?} is outside {} x {}",
+                    path.display(),
+                    set.group,
+                    s.layers,
+                    s.width
+                );
             }
         }
         Ok(s)
@@ -164,7 +170,10 @@ pub fn load_stats(path: &Path) -> anyhow::Result<(PathBuf, StatsFile)> {
     let path = resolve(path);
     let stats = StatsFile::load(&path)?;
     if !stats.meta.complete {
-        anyhow::bail!("{}: statistics are not complete (the collect run was interrupted; rerun it to resume)", path.display());
+        anyhow::bail!(
+            "{}: statistics are not complete (the collect run was interrupted; rerun it to resume)",
+            path.display()
+        );
     }
     if stats.meta.shard.1 != 1 {
         anyhow::bail!(
@@ -208,6 +217,7 @@ fn write_mask(dir: &Path, sets: &NeuronSets) -> anyhow::Result<PathBuf> {
     let view = TensorView::new(Dtype::U8, vec![sets.sets.len(), l, w], &mask)?;
     let info = HashMap::from([("groups".to_string(), serde_json::to_string(&sets.groups)?)]);
     let path = dir.join(format!("masks_{}.safetensors", sets.method));
-    safetensors::serialize_to_file([("mask", view)], Some(info), &path).with_context(|| format!("writing {}", path.display()))?;
+    safetensors::serialize_to_file([("mask", view)], Some(info), &path)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }

@@ -1,9 +1,9 @@
 //! The culture-neuron pipeline: collect → identify → ablate → report (DESIGN §1, §5).
 
+pub mod ablate;
+pub mod cli;
 pub mod collect;
 pub mod data;
-pub mod model;
 pub mod identify;
-pub mod ablate;
+pub mod model;
 pub mod run;
-pub mod cli;

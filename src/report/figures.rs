@@ -4,15 +4,15 @@
 //! from the font (e.g. CJK group names) render as the font's "missing glyph" box in the PNGs; the SVGs keep the real
 //! text, which the viewer renders with its own fonts.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{anyhow, bail, Context as _};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use plotters::style::{FontStyle, FontTransform, register_font};
+use plotters::style::{register_font, FontStyle, FontTransform};
 
 use super::method_stems;
 use super::summary::{ReportExtras, Summary};
@@ -77,7 +77,11 @@ fn lerp(a: RGBColor, b: RGBColor, t: f64) -> RGBColor {
 /// Diverging colour for `v` on the symmetric scale [-max_abs, +max_abs] (max_abs > 0), centred on 0.
 fn diverging(v: f64, max_abs: f64) -> RGBColor {
     let t = (v / max_abs).clamp(-1.0, 1.0);
-    if t < 0.0 { lerp(MID, NEG, -t) } else { lerp(MID, POS, t) }
+    if t < 0.0 {
+        lerp(MID, NEG, -t)
+    } else {
+        lerp(MID, POS, t)
+    }
 }
 
 /// Shortens long labels for the figures (the tables keep the full text).
@@ -286,7 +290,11 @@ impl Figure for NeuronsPerLayer {
             .y_labels(8)
             .x_label_formatter(&|v| {
                 let r = v.round();
-                if (v - r).abs() < 1e-6 && r >= 0.0 { format!("{r:.0}") } else { String::new() }
+                if (v - r).abs() < 1e-6 && r >= 0.0 {
+                    format!("{r:.0}")
+                } else {
+                    String::new()
+                }
             })
             .disable_x_mesh()
             .x_desc("layer")

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-pub use figures::{FONT_BYTES, ensure_font};
+pub use figures::{ensure_font, FONT_BYTES};
 pub use summary::{MethodSummary, ReportExtras, Summary};
 
 /// Unique, file-name-safe stems for the methods (same order as `Summary::methods`), used for

@@ -31,17 +31,29 @@ pub(crate) struct Table {
 /// Rounds to one decimal, mapping -0.0 to 0.0 so that "-0.0" is never printed.
 fn round1(v: f64) -> f64 {
     let r = (v * 10.0).round() / 10.0;
-    if r == 0.0 { 0.0 } else { r }
+    if r == 0.0 {
+        0.0
+    } else {
+        r
+    }
 }
 
 /// A fraction as a percentage with 1 decimal ("83.3"); "n/a" when not finite.
 pub(crate) fn pct(frac: f64) -> String {
-    if frac.is_finite() { format!("{:.1}", round1(frac * 100.0)) } else { "n/a".to_string() }
+    if frac.is_finite() {
+        format!("{:.1}", round1(frac * 100.0))
+    } else {
+        "n/a".to_string()
+    }
 }
 
 /// A fractional Δ in signed percentage points with 1 decimal ("-8.3", "+0.0"); "n/a" when not finite.
 pub(crate) fn pp(frac: f64) -> String {
-    if frac.is_finite() { format!("{:+.1}", round1(frac * 100.0)) } else { "n/a".to_string() }
+    if frac.is_finite() {
+        format!("{:+.1}", round1(frac * 100.0))
+    } else {
+        "n/a".to_string()
+    }
 }
 
 fn opt_pct(v: Option<f64>) -> String {
@@ -134,7 +146,11 @@ pub(crate) fn matrix_table(s: &Summary, m: &MethodSummary) -> Table {
         let mut row = vec![Cell::new(name.as_str())];
         row.extend((0..s.groups.len()).map(|e| {
             let t = opt_pct(m.acc(a, e));
-            if a == e { Cell::strong(t) } else { Cell::new(t) }
+            if a == e {
+                Cell::strong(t)
+            } else {
+                Cell::new(t)
+            }
         }));
         rows.push(row);
     }
@@ -183,7 +199,11 @@ pub(crate) fn md_escape(s: &str) -> String {
 
 fn md_cell(c: &Cell) -> String {
     let t = md_escape(&c.text);
-    if c.strong && !t.is_empty() { format!("**{t}**") } else { t }
+    if c.strong && !t.is_empty() {
+        format!("**{t}**")
+    } else {
+        t
+    }
 }
 
 /// Renders a table as a GitHub-flavoured Markdown table (label column left-aligned, others right-aligned).
@@ -249,7 +269,11 @@ pub(crate) fn markdown(s: &Summary, x: &ReportExtras, figures: &[(String, String
 
 /// One CSV field (RFC 4180 quoting when needed).
 pub(crate) fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// A fraction for CSV: shortest round-trip representation, empty when missing / not finite.

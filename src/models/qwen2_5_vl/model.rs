@@ -116,15 +116,47 @@ impl Qwen2_5_VLForConditionalGeneration {
             let pixels: Vec<f32> = images.iter().flat_map(|i| i.pixel_values.iter().copied()).collect();
             let grids: Vec<[usize; 3]> = images.iter().map(|i| i.grid_thw).collect();
             let (embeds, _) = self.visual.forward(&mut rec, &pixels, &grids, vision_capture)?;
-            let row_bytes = (self.config.text.hidden_size * 4) as u64;
-            let mut src_row = 0;
-            for (img, &row) in images.iter().zip(&vl.image_rows) {
-                let n = img.grid_thw.iter().product::<usize>() / self.visual.config.merge_unit();
-                rec.copy(&embeds, src_row as u64 * row_bytes, &hidden, row as u64 * row_bytes, n as u64 * row_bytes);
-                src_row += n;
-            }
+            self.splice_image_embeds(&mut rec, &embeds, images.iter().map(|i| i.grid_thw), vl, &hidden);
         }
         self.model.forward_embedded(rec, &hidden, &vl.batch, cache, opts)
+    }
+
+    /// Prefill with the images' embeddings already computed ([merged tokens, hidden] per image,
+    /// in batch order), as repeated passes over the same images (ablations) use them.
+    pub fn forward_with_image_embeds(
+        &self,
+        vl: &VlBatch,
+        image_embeds: &[(&[f32], [usize; 3])],
+        cache: &mut KvCache,
+        opts: &ForwardOptions<'_>,
+    ) -> anyhow::Result<ForwardOutput> {
+        let gpu = self.model.gpu();
+        let mut rec = Recorder::new(gpu);
+        let hidden = self.model.embed(&mut rec, &vl.batch)?;
+        if !image_embeds.is_empty() {
+            let flat: Vec<f32> = image_embeds.iter().flat_map(|(e, _)| e.iter().copied()).collect();
+            let embeds = gpu.storage_from("image embeds", &flat)?;
+            self.splice_image_embeds(&mut rec, &embeds, image_embeds.iter().map(|(_, g)| *g), vl, &hidden);
+        }
+        self.model.forward_embedded(rec, &hidden, &vl.batch, cache, opts)
+    }
+
+    /// Copies each image's rows of `embeds` to its image-token rows of `hidden`.
+    fn splice_image_embeds(
+        &self,
+        rec: &mut Recorder,
+        embeds: &wgpu::Buffer,
+        grids: impl Iterator<Item = [usize; 3]>,
+        vl: &VlBatch,
+        hidden: &wgpu::Buffer,
+    ) {
+        let row_bytes = (self.config.text.hidden_size * 4) as u64;
+        let mut src_row = 0;
+        for (grid, &row) in grids.zip(&vl.image_rows) {
+            let n = grid.iter().product::<usize>() / self.visual.config.merge_unit();
+            rec.copy(embeds, src_row as u64 * row_bytes, hidden, row as u64 * row_bytes, n as u64 * row_bytes);
+            src_row += n;
+        }
     }
 
     /// Image embeddings alone, [merged tokens, hidden], for checking the tower.

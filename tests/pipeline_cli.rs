@@ -1,0 +1,236 @@
+//! The pipeline commands through the real binary: collect survives SIGKILL and resumes to the
+//! same bits, shards merge into exactly the single-run statistics, identify → ablate → report
+//! write what they promise, `pipeline` finds planted neurons, and bad input gets a clear error.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Outcome {
+    code: Option<i32>,
+    stderr: String,
+}
+
+fn culturelens(args: &[&str]) -> Outcome {
+    let out = Command::new(env!("CARGO_BIN_EXE_culturelens"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("binary runs");
+    Outcome {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(args: &[&str]) -> Outcome {
+    let o = culturelens(args);
+    assert_eq!(o.code, Some(0), "culturelens {args:?} failed:\n{}", o.stderr);
+    o
+}
+
+fn fails(args: &[&str], needles: &[&str]) {
+    let o = culturelens(args);
+    assert_eq!(o.code, Some(1), "expected exit 1 from {args:?}, got {:?}\nstderr: {}", o.code, o.stderr);
+    assert!(!o.stderr.contains("panicked"), "panic instead of an error:\n{}", o.stderr);
+    for n in needles {
+        assert!(o.stderr.contains(n), "error should mention {n:?}; got:\n{}", o.stderr);
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A small selection of the bundled demo: 6 rows per culture, 3 rows per chunk (10 chunks).
+const SMALL: [&str; 4] = ["--limit", "6", "--checkpoint-every", "3"];
+
+fn collect(out: &Path, extra: &[&str]) -> Outcome {
+    let mut args = vec!["collect", "--out", s(out)];
+    args.extend_from_slice(&SMALL);
+    args.extend_from_slice(extra);
+    ok(&args)
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn json(p: &Path) -> Value {
+    serde_json::from_slice(&read(p)).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn collect_resumes_after_sigkill_and_shards_merge_bit_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let single = tmp.path().join("single");
+    collect(&single, &[]);
+    let want = read(&single.join("stats.safetensors"));
+    let meta = json(&single.join("stats.json"));
+    assert_eq!(meta["complete"], true);
+    assert_eq!(meta["groups"].as_array().unwrap().len(), 5);
+    assert_eq!(meta["examples"], 30);
+
+    // Killed after its first checkpoints, restarted with the same command.
+    let killed = tmp.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_culturelens"))
+        .args(["collect", "--out", s(&killed)])
+        .args(SMALL)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = killed.join("stats.partial.safetensors");
+    let start = Instant::now();
+    while !partial.exists() && start.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    assert!(partial.exists(), "no checkpoint was written before the kill");
+    assert!(!killed.join("stats.safetensors").exists(), "the run finished before it could be killed");
+    let o = collect(&killed, &[]);
+    assert!(o.stderr.contains("resuming from"), "{}", o.stderr);
+    assert!(read(&killed.join("stats.safetensors")) == want, "resumed statistics differ from the uninterrupted run");
+    assert!(!partial.exists());
+
+    // Same command again: already complete, nothing recomputed.
+    assert!(collect(&killed, &[]).stderr.contains("already complete"));
+
+    // Three shards, merged.
+    let sharded = tmp.path().join("sharded");
+    for i in 0..3 {
+        collect(&sharded, &["--shard", &format!("{i}/3")]);
+    }
+    let shard = |i: usize| sharded.join(format!("stats.shard-{i}-of-3.safetensors"));
+    let merged = tmp.path().join("merged");
+    fails(&["merge", "--out", s(&merged), s(&shard(0)), s(&shard(1))], &["shard 2/3 is missing"]);
+    fails(&["merge", "--out", s(&merged), s(&shard(0)), s(&shard(0)), s(&shard(1))], &["given twice"]);
+    ok(&["merge", "--out", s(&merged), s(&shard(2)), s(&shard(0)), s(&shard(1))]);
+    assert!(read(&merged.join("stats.safetensors")) == want, "merged shards differ from the single run");
+    fails(&["identify", "--stats", s(&shard(0)), "--out", s(&tmp.path().join("n"))], &["shard 0/3", "merge"]);
+
+    // A different run into the same directory is refused, not mixed in.
+    let o = culturelens(&["collect", "--out", s(&single), "--limit", "5", "--checkpoint-every", "3"]);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(o.stderr.contains("different run"), "{}", o.stderr);
+}
+
+#[test]
+fn identify_ablate_report_and_their_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stats = tmp.path().join("stats");
+    collect(&stats, &[]);
+    let neurons = tmp.path().join("neurons");
+    ok(&["identify", "--stats", s(&stats), "--method", "all", "--k", "5", "--out", s(&neurons)]);
+    for m in ["cas", "lape", "lap", "mad"] {
+        let sets = json(&neurons.join(format!("neurons_{m}.json")));
+        assert_eq!(sets["k"], 5);
+        let sets = sets["sets"].as_array().unwrap();
+        assert_eq!(sets.len(), 5);
+        for set in sets {
+            let n = set["neurons"].as_array().unwrap();
+            assert!(n.len() <= 5 && n.len() == set["scores"].as_array().unwrap().len());
+            assert!(n.iter().all(|p| p[0].as_u64().unwrap() < 4 && p[1].as_u64().unwrap() < 256));
+        }
+        assert!(neurons.join(format!("masks_{m}.safetensors")).is_file());
+    }
+    let ablation = tmp.path().join("ablation");
+    ok(&["ablate", "--limit", "6", "--neurons", s(&neurons), "--method", "cas,mad", "--out", s(&ablation)]);
+    let report = tmp.path().join("report");
+    ok(&["report", "--in", s(&ablation), "--out", s(&report)]);
+    let summary = json(&report.join("summary.json"));
+    for key in ["model", "dataset", "position_rule", "groups", "base_accuracy", "methods"] {
+        assert!(summary.get(key).is_some(), "summary.json lacks {key}");
+    }
+    let cas = &summary["methods"]["cas"];
+    let matrix = cas["matrix"].as_array().unwrap();
+    assert_eq!(matrix.len(), 5);
+    let base = &summary["base_accuracy"];
+    let groups: Vec<&str> = summary["groups"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+    for (c, g) in groups.iter().enumerate() {
+        let self_delta = matrix[c][c].as_f64().unwrap() - base[g].as_f64().unwrap();
+        assert!((cas["self_delta"][g].as_f64().unwrap() - self_delta).abs() < 1e-12);
+    }
+    for f in
+        ["report.md", "report.html", "methods.csv", "matrix_cas.csv", "figures/heatmap_cas.png", "figures/methods.svg"]
+    {
+        assert!(report.join(f).is_file(), "report lacks {f}");
+    }
+
+    // Bad input.
+    let other_model = tmp.path().join("other");
+    fails(&["identify", "--stats", s(&tmp.path().join("nope")), "--out", s(&other_model)], &["nope"]);
+    let garbage = tmp.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a safetensors file").unwrap();
+    fails(&["identify", "--stats", s(&garbage), "--out", s(&other_model)], &["garbage.safetensors"]);
+    fails(&["identify", "--stats", s(&stats), "--k", "0", "--out", s(&other_model)], &["--k 0"]);
+    fails(&["identify", "--stats", s(&stats), "--method", "pca", "--out", s(&other_model)], &["pca"]);
+    // Neuron sets identified on another model.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2_5_vl-tiny");
+    fails(
+        &["ablate", "--model", s(&fixture), "--limit", "2", "--neurons", s(&neurons), "--out", s(&other_model)],
+        &["neurons_cas.json", "different model"],
+    );
+    // Statistics whose tensors disagree with their metadata.
+    let bytes = read(&stats.join("stats.safetensors"));
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let lie = text.replacen("\"layers\":4", "\"layers\":5", 1);
+    assert_ne!(lie, text);
+    let lying = tmp.path().join("lying.safetensors");
+    std::fs::write(&lying, lie.as_bytes()).unwrap();
+    fails(&["identify", "--stats", s(&lying), "--out", s(&other_model)], &["lying.safetensors", "count_pos"]);
+    fails(&["collect", "--limit", "2", "--groups", "Atlantis", "--out", s(&other_model)], &["Atlantis"]);
+    fails(&["collect", "--limit", "2", "--shard", "3/3", "--out", s(&other_model)], &["--shard 3/3"]);
+}
+
+/// `plant` → `pipeline` on the planted model: the tool checks itself.
+#[test]
+fn pipeline_finds_planted_neurons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let planted = tmp.path().join("planted");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let base = root.join("tests/fixtures/qwen2_5_vl-tiny");
+    let cultures = root.join("assets/plant/cultures.toml");
+    ok(&["plant", "--base", s(&base), "--cultures", s(&cultures), "--out", s(&planted)]);
+    let model = planted.join("model");
+    let quiz = planted.join("quiz.parquet");
+    let out = tmp.path().join("out");
+    let manifest = json(&model.join("planted_neurons.json"));
+    ok(&["pipeline", "--model", s(&model), "--data", s(&quiz), "--out", s(&out), "--methods", "cas,mad", "--k", "4"]);
+    let summary = json(&out.join("summary.json"));
+    let groups: Vec<String> =
+        summary["groups"].as_array().unwrap().iter().map(|g| g.as_str().unwrap().to_string()).collect();
+    for (name, acc) in summary["base_accuracy"].as_object().unwrap() {
+        assert!(acc.as_f64().unwrap() >= 0.95, "{name}: base accuracy {acc}");
+    }
+    let planted_of = |g: &str| -> Vec<Value> {
+        let cultures = manifest["cultures"].as_array().unwrap();
+        let c = cultures.iter().find(|c| c["name"] == g).unwrap_or_else(|| panic!("{g} not in the manifest"));
+        c["neurons"].as_array().unwrap().clone()
+    };
+    for m in ["cas", "mad"] {
+        let sets = json(&out.join("neurons").join(format!("neurons_{m}.json")));
+        for set in sets["sets"].as_array().unwrap() {
+            let g = set["group"].as_str().unwrap();
+            let want = planted_of(g);
+            let found = set["neurons"].as_array().unwrap().iter().filter(|n| want.contains(n)).count();
+            assert!(found as f64 >= 0.9 * want.len() as f64, "{m} {g}: {found} of {} planted neurons", want.len());
+        }
+    }
+    let cas = &summary["methods"]["cas"];
+    let matrix = cas["matrix"].as_array().unwrap();
+    for (c, g) in groups.iter().enumerate() {
+        for (e, h) in groups.iter().enumerate() {
+            let delta = matrix[c][e].as_f64().unwrap() - summary["base_accuracy"][h].as_f64().unwrap();
+            if c == e {
+                assert!(delta <= -0.5, "ablating {g}'s CAS set moves {g} by only {delta}");
+            } else {
+                assert!(delta.abs() <= 0.05, "ablating {g}'s CAS set moves {h} by {delta}");
+            }
+        }
+    }
+    assert!(out.join("report.html").is_file());
+}
