@@ -479,3 +479,49 @@ fn parquet_errors() {
     assert!(matches!(err, DatasetError::TooFewOptions { n_options: 3, .. }), "{err:?}");
     assert!(msg.contains("three"), "{msg}");
 }
+
+/// What the pipeline does with rows whose image is missing or undecodable: an error naming the
+/// row, before any statistics are written.
+#[test]
+fn pipeline_rows_without_or_with_broken_images() {
+    use culturelens::pipeline::data::DataOptions;
+    use culturelens::pipeline::model::CultureModel;
+    let dir = tempfile::tempdir().unwrap();
+    let png = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2_5_vl-tiny/image.png")).unwrap();
+    let opts = |p: &Path| DataOptions {
+        data: p.display().to_string(),
+        group_by: GroupBy::Country,
+        lang: Lang::En,
+        min_per_group: 1,
+        groups: None,
+        limit: None,
+    };
+    let missing = dir.path().join("missing.parquet");
+    write::cvqa(
+        &missing,
+        &[
+            row("jp1", "('Japanese', 'Japan')", vec!["a", "b", "c", "d"], 0, Some(&png)),
+            row("ie1", "('Irish', 'Ireland')", vec!["a", "b", "c", "d"], 1, None),
+        ],
+        None,
+    );
+    let msg = format!("{:#}", opts(&missing).load().err().expect("a row without an image is an error"));
+    assert!(msg.contains("missing.parquet") && msg.contains("ie1") && msg.contains("no image"), "{msg}");
+
+    let broken = dir.path().join("broken.parquet");
+    write::cvqa(
+        &broken,
+        &[
+            row("jp1", "('Japanese', 'Japan')", vec!["a", "b", "c", "d"], 0, Some(&png)),
+            row("ie1", "('Irish', 'Ireland')", vec!["a", "b", "c", "d"], 1, Some(b"\x89PNG\r\n\x1a\ntruncated")),
+        ],
+        None,
+    );
+    let sel = opts(&broken).load().unwrap();
+    let gpu = culturelens::gpu::Gpu::new(&Default::default()).unwrap();
+    let model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/culture-tiny-qwen2_5_vl");
+    let model = CultureModel::load(&gpu, model_dir.to_str().unwrap(), 4).unwrap();
+    let msg =
+        format!("{:#}", model.prepare(&sel.grouped.examples).err().expect("undecodable image bytes are an error"));
+    assert!(msg.contains("ie1"), "{msg}");
+}

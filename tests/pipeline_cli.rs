@@ -18,10 +18,7 @@ fn culturelens(args: &[&str]) -> Outcome {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("binary runs");
-    Outcome {
-        code: out.status.code(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Outcome { code: out.status.code(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
 }
 
 fn ok(args: &[&str]) -> Outcome {
@@ -160,6 +157,17 @@ fn identify_ablate_report_and_their_errors() {
         assert!(report.join(f).is_file(), "report lacks {f}");
     }
 
+    // Mean ablation and steering run and say so.
+    for (args, mode) in [(vec!["--mode", "mean"], "mean"), (vec!["--scale", "2"], "scale 2")] {
+        let dir = tmp.path().join(mode.replace(' ', "_"));
+        let mut a = vec!["ablate", "--limit", "6", "--neurons", s(&neurons), "--method", "mad", "--out", s(&dir)];
+        a.extend(args);
+        ok(&a);
+        let abl = json(&dir.join("ablation.json"));
+        assert_eq!(abl["extras"]["mode"], mode);
+        assert_eq!(abl["summary"]["methods"]["mad"]["matrix"].as_array().unwrap().len(), 5);
+    }
+
     // Bad input.
     let other_model = tmp.path().join("other");
     fails(&["identify", "--stats", s(&tmp.path().join("nope")), "--out", s(&other_model)], &["nope"]);
@@ -168,19 +176,41 @@ fn identify_ablate_report_and_their_errors() {
     fails(&["identify", "--stats", s(&garbage), "--out", s(&other_model)], &["garbage.safetensors"]);
     fails(&["identify", "--stats", s(&stats), "--k", "0", "--out", s(&other_model)], &["--k 0"]);
     fails(&["identify", "--stats", s(&stats), "--method", "pca", "--out", s(&other_model)], &["pca"]);
-    // Neuron sets identified on another model.
+    // Statistics of another model, and neuron sets identified on another model.
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2_5_vl-tiny");
     fails(
         &["ablate", "--model", s(&fixture), "--limit", "2", "--neurons", s(&neurons), "--out", s(&other_model)],
+        &["stats.safetensors", "statistics are for 4 layers x 256 neurons, the model has 3 x 176"],
+    );
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    let mut sets = json(&neurons.join("neurons_cas.json"));
+    sets["model_fingerprint"] = Value::from("0123");
+    std::fs::write(foreign.join("neurons_cas.json"), sets.to_string()).unwrap();
+    fails(
+        &[
+            "ablate",
+            "--limit",
+            "2",
+            "--neurons",
+            s(&foreign),
+            "--method",
+            "cas",
+            "--stats",
+            s(&stats),
+            "--out",
+            s(&other_model),
+        ],
         &["neurons_cas.json", "different model"],
     );
     // Statistics whose tensors disagree with their metadata.
-    let bytes = read(&stats.join("stats.safetensors"));
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let lie = text.replacen("\"layers\":4", "\"layers\":5", 1);
-    assert_ne!(lie, text);
+    let mut bytes = read(&stats.join("stats.safetensors"));
+    // The metadata is JSON inside the header's JSON, so its quotes are escaped.
+    let field = br#"\"layers\":4"#;
+    let at = bytes.windows(field.len()).position(|w| w == field).expect("the metadata has a layers field");
+    bytes[at + field.len() - 1] = b'5';
     let lying = tmp.path().join("lying.safetensors");
-    std::fs::write(&lying, lie.as_bytes()).unwrap();
+    std::fs::write(&lying, &bytes).unwrap();
     fails(&["identify", "--stats", s(&lying), "--out", s(&other_model)], &["lying.safetensors", "count_pos"]);
     fails(&["collect", "--limit", "2", "--groups", "Atlantis", "--out", s(&other_model)], &["Atlantis"]);
     fails(&["collect", "--limit", "2", "--shard", "3/3", "--out", s(&other_model)], &["--shard 3/3"]);

@@ -64,6 +64,15 @@ impl DataOptions {
                 grouped.names[0]
             );
         }
+        let no_image: Vec<&str> =
+            grouped.examples.iter().filter(|(_, e)| e.image.is_none()).map(|(_, e)| e.id.as_str()).collect();
+        if let Some(first) = no_image.first() {
+            anyhow::bail!(
+                "{}: row {first} has no image ({} rows without one); every question of a VQA run needs its image",
+                path.display(),
+                no_image.len()
+            );
+        }
         let fingerprint = fingerprint(&grouped);
         Ok(Selected { grouped, fingerprint })
     }
