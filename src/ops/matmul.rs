@@ -33,7 +33,7 @@ pub enum MatmulKernel {
     SplitK {
         rows_per_group: u32,
     },
-    /// One 4 x 4 output block per invocation, no workgroup memory: CPU adapters with short K.
+    /// One 8 x 8 output block per invocation, no workgroup memory: CPU adapters, many rows.
     Lane,
 }
 
@@ -106,7 +106,7 @@ pub fn matmul_with(
                 [col_groups.min(65535), (m as u32).div_ceil(rows_per_group), col_groups.div_ceil(65535)]
             }
             MatmulKernel::Lane => {
-                let blocks = (chunk.rows as u32).div_ceil(4) * (m as u32).div_ceil(4);
+                let blocks = (chunk.rows as u32).div_ceil(8) * (m as u32).div_ceil(8);
                 let groups = blocks.div_ceil(64);
                 [groups.min(65535), groups.div_ceil(65535), 1]
             }
