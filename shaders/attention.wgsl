@@ -3,23 +3,7 @@
 // the caller sets the range to the token's own sequence up to itself, so attention never crosses
 // prompts. One workgroup per (head, query); keys are visited in blocks of 64.
 
-struct Params {
-    tokens: u32,
-    heads: u32,
-    kv_heads: u32,
-    head_dim: u32,
-    q_stride: u32,
-    kv_stride: u32,
-    scale: f32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k_cache: array<f32>;
-@group(0) @binding(3) var<storage, read> v_cache: array<f32>;
-@group(0) @binding(4) var<storage, read> kv_range: array<u32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// Prepended: attention_common.wgsl (Params and bindings).
 
 const WG: u32 = 64u;
 const MAX_HEAD_DIM: u32 = 256u;

@@ -2,23 +2,7 @@
 // (head, query), no workgroup memory and no barriers, which llvmpipe runs as slow per-lane
 // context switches. A first pass over the keys finds the softmax max and sum.
 
-struct Params {
-    tokens: u32,
-    heads: u32,
-    kv_heads: u32,
-    head_dim: u32,
-    q_stride: u32,
-    kv_stride: u32,
-    scale: f32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k_cache: array<f32>;
-@group(0) @binding(3) var<storage, read> v_cache: array<f32>;
-@group(0) @binding(4) var<storage, read> kv_range: array<u32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// Prepended: attention_common.wgsl (Params and bindings).
 
 fn score(q_base: u32, j: u32, kvh: u32) -> f32 {
     let k_base = j * p.kv_stride + kvh * p.head_dim;

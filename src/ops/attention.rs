@@ -58,8 +58,8 @@ pub fn attention_with(
     assert!(s.head_dim <= MAX_HEAD_DIM && s.heads.is_multiple_of(s.kv_heads), "checked when the config is read");
     let gpu = rec.gpu().clone();
     let pipeline = match kernel {
-        AttentionKernel::Workgroup => shaders::pipeline(&gpu, "attention", shaders::ATTENTION),
-        AttentionKernel::Lane => shaders::pipeline(&gpu, "attention_lane", shaders::ATTENTION_LANE),
+        AttentionKernel::Workgroup => shaders::attention_pipeline(&gpu, "attention", shaders::ATTENTION),
+        AttentionKernel::Lane => shaders::attention_pipeline(&gpu, "attention_lane", shaders::ATTENTION_LANE),
     };
     let params = Params {
         tokens: s.tokens as u32,

@@ -10,6 +10,7 @@ pub const MATMUL_LANE: &str = include_str!("../../shaders/matmul_lane.wgsl");
 pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 pub const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
 pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
+pub const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
 pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 pub const ATTENTION_LANE: &str = include_str!("../../shaders/attention_lane.wgsl");
 pub const SWIGLU_STATS: &str = include_str!("../../shaders/swiglu_stats.wgsl");
@@ -39,8 +40,6 @@ pub fn all_variants() -> Vec<(ShaderKey, String)> {
     for (name, src) in [
         ("rmsnorm", RMSNORM),
         ("rope", ROPE),
-        ("attention", ATTENTION),
-        ("attention_lane", ATTENTION_LANE),
         ("swiglu_stats", SWIGLU_STATS),
         ("gather_rows", GATHER_ROWS),
         ("activation", ACTIVATION),
@@ -48,7 +47,19 @@ pub fn all_variants() -> Vec<(ShaderKey, String)> {
     ] {
         v.push((ShaderKey::new(name, ""), src.to_string()));
     }
+    for (name, src) in [("attention", ATTENTION), ("attention_lane", ATTENTION_LANE)] {
+        v.push((ShaderKey::new(name, ""), attention_source(src)));
+    }
     v
+}
+
+fn attention_source(kernel: &str) -> String {
+    format!("{ATTENTION_COMMON}\n{kernel}")
+}
+
+/// One of the attention kernels, with the shared Params and bindings in front.
+pub fn attention_pipeline(gpu: &Gpu, name: &'static str, kernel: &'static str) -> wgpu::ComputePipeline {
+    gpu.pipelines.get(&gpu.device, &ShaderKey::new(name, ""), || attention_source(kernel))
 }
 
 pub fn pipeline(gpu: &Gpu, name: &'static str, src: &'static str) -> wgpu::ComputePipeline {
