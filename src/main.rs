@@ -68,6 +68,7 @@ enum Command {
     },
     /// Per-culture statistics of every LM neuron over a multiple-choice VQA data set.
     Collect {
+        /// Qwen2.5-VL model directory, or a hub id in the local HF cache.
         #[arg(long, default_value = BUNDLED_VL_MODEL)]
         model: String,
         #[command(flatten)]
@@ -114,6 +115,7 @@ enum Command {
     },
     /// Accuracy per culture with each culture's neurons ablated: matrix, self/cross Δ, gap, flips.
     Ablate {
+        /// Qwen2.5-VL model directory, or a hub id in the local HF cache.
         #[arg(long, default_value = BUNDLED_VL_MODEL)]
         model: String,
         #[command(flatten)]
@@ -144,10 +146,12 @@ enum Command {
     },
     /// collect → identify → ablate → report; with no arguments, the bundled demo.
     Pipeline {
+        /// Qwen2.5-VL model directory, or a hub id in the local HF cache.
         #[arg(long, default_value = BUNDLED_VL_MODEL)]
         model: String,
         #[command(flatten)]
         data: DataArgs,
+        /// Output folder: stats/, neurons/, ablation.json and the report (summary.json, report.html, …).
         #[arg(long, default_value = "culturelens-out")]
         out: PathBuf,
         /// cas, lape, lap, mad, a comma-separated list, or all.
@@ -155,12 +159,15 @@ enum Command {
         methods: String,
         #[command(flatten)]
         k: KArgs,
+        /// Prompt positions that count: all, text, image or last.
         #[arg(long, value_enum, default_value = "all")]
         positions: RuleArg,
         #[command(flatten)]
         mode: ModeArgs,
+        /// Rows per statistics checkpoint.
         #[arg(long, default_value_t = 64)]
         checkpoint_every: usize,
+        /// Token budget of one packed batch.
         #[arg(long, default_value_t = 4096)]
         batch_tokens: usize,
     },
