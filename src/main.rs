@@ -7,9 +7,9 @@ use clap::{Parser, Subcommand};
 use culturelens::bench::{self, BenchOptions};
 use culturelens::gpu::{AdapterSelector, Gpu};
 use culturelens::pipeline::ablate::{ablate, AblateOptions, Ablation};
-use culturelens::pipeline::cli::{bundled, methods, DataArgs, KArgs, ModeArgs, RuleArg, BUNDLED_VL_MODEL};
-use culturelens::pipeline::collect::{collect, merge, parse_shard, CollectOptions};
-use culturelens::pipeline::identify::{identify, IdentifyOptions};
+use culturelens::pipeline::cli::{bundled, DataArgs, KArgs, ModeArgs, RuleArg, BUNDLED_VL_MODEL};
+use culturelens::pipeline::collect::{collect, merge, parse_shard, CollectOptions, MIN_CHECKPOINT_SECONDS};
+use culturelens::pipeline::identify::{identify, parse_method, IdentifyOptions};
 use culturelens::pipeline::run::{pipeline, PipelineOptions};
 use culturelens::plant::{plant, PlantOptions};
 use culturelens::report::write_report;
@@ -79,9 +79,13 @@ enum Command {
         /// Directory for stats.safetensors and stats.json.
         #[arg(long, default_value = "culturelens-out/stats")]
         out: PathBuf,
-        /// Rows per checkpoint; a killed run restarted with the same command resumes from the last one.
+        /// Rows per chunk, the unit of checkpoints and shards; a killed run restarted with the same
+        /// command resumes from the last checkpoint.
         #[arg(long, default_value_t = 64)]
         checkpoint_every: usize,
+        /// Write a checkpoint at most this often (seconds).
+        #[arg(long, default_value_t = MIN_CHECKPOINT_SECONDS)]
+        min_checkpoint_seconds: f64,
         /// Token budget of one packed batch.
         #[arg(long, default_value_t = 4096)]
         batch_tokens: usize,
@@ -242,7 +246,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Collect { model, data, positions, out, checkpoint_every, batch_tokens, shard } => {
+        Command::Collect {
+            model,
+            data,
+            positions,
+            out,
+            checkpoint_every,
+            min_checkpoint_seconds,
+            batch_tokens,
+            shard,
+        } => {
             let shard = shard.as_deref().map(parse_shard).transpose()?.unwrap_or((0, 1));
             let gpu = Gpu::new(&selector)?;
             let o = CollectOptions {
@@ -251,6 +264,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rule: positions.rule(),
                 out,
                 chunk_examples: checkpoint_every,
+                min_checkpoint_seconds,
                 max_batch_tokens: batch_tokens,
                 shard,
                 progress: true,
@@ -264,7 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Identify { stats, method, k, lape_top_rate, out } => {
-            let o = IdentifyOptions { stats, methods: methods(&method)?, k: k.choice(), lape_top_rate, out };
+            let o = IdentifyOptions { stats, methods: parse_method(&method)?, k: k.choice(), lape_top_rate, out };
             for p in identify(&o)? {
                 println!("{}", p.display());
             }
@@ -276,7 +290,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 model: bundled(&model, BUNDLED_VL_MODEL),
                 data: data.options(),
                 neurons,
-                methods: methods(&method)?,
+                methods: parse_method(&method)?,
                 mode: mode.mode(),
                 stats,
                 max_batch_tokens: batch_tokens,
@@ -299,7 +313,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 model: bundled(&model, BUNDLED_VL_MODEL),
                 data: data.options(),
                 out: out.clone(),
-                methods: methods(&m)?,
+                methods: parse_method(&m)?,
                 k: k.choice(),
                 rule: positions.rule(),
                 mode: mode.mode(),

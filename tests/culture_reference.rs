@@ -55,6 +55,7 @@ fn matches_the_pytorch_reference() {
         rule: PositionRule::All,
         out: out.path().to_path_buf(),
         chunk_examples: 100,
+        min_checkpoint_seconds: 0.0,
         max_batch_tokens: 4096,
         shard: (0, 1),
         progress: false,

@@ -40,8 +40,9 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A small selection of the bundled demo: 6 rows per culture, 3 rows per chunk (10 chunks).
-const SMALL: [&str; 4] = ["--limit", "6", "--checkpoint-every", "3"];
+/// A small selection of the bundled demo: 6 rows per culture, 3 rows per chunk (10 chunks), a
+/// checkpoint after every chunk.
+const SMALL: [&str; 6] = ["--limit", "6", "--checkpoint-every", "3", "--min-checkpoint-seconds", "0"];
 
 fn collect(out: &Path, extra: &[&str]) -> Outcome {
     let mut args = vec!["collect", "--out", s(out)];

@@ -1,16 +1,15 @@
 //! Command-line arguments of the pipeline steps, shared so every step selects rows the same way.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::{Args, ValueEnum};
 
 use super::ablate::Mode;
 use super::data::DataOptions;
-use super::identify::{parse_method, KChoice};
+use super::identify::KChoice;
 use crate::eval::dataset::Lang;
 use crate::eval::grouping::GroupBy;
 use crate::eval::mc::PositionRule;
-use crate::neurons::Method;
 
 /// The bundled demo: the trained tiny Qwen2.5-VL and mini-CVQA's test split.
 pub const BUNDLED_VL_MODEL: &str = "assets/models/culture-tiny-qwen2_5_vl";
@@ -146,13 +145,4 @@ impl ModeArgs {
             (None, ModeArg::Mean) => Mode::Mean,
         }
     }
-}
-
-pub fn methods(s: &str) -> anyhow::Result<Vec<Method>> {
-    parse_method(s)
-}
-
-/// Where outputs go when --out is not given.
-pub fn default_out(sub: &str) -> PathBuf {
-    PathBuf::from("culturelens-out").join(sub)
 }

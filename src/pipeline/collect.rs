@@ -22,8 +22,11 @@ pub struct CollectOptions {
     pub data: DataOptions,
     pub rule: PositionRule,
     pub out: PathBuf,
-    /// Rows per chunk (checkpoint interval).
+    /// Rows per chunk: checkpoints fall on chunk boundaries.
     pub chunk_examples: usize,
+    /// Seconds at least between two checkpoint writes: at 7B with many cultures the file is
+    /// hundreds of MB, too much to rewrite after every chunk.
+    pub min_checkpoint_seconds: f64,
     pub max_batch_tokens: usize,
     /// (index, count).
     pub shard: (usize, usize),
@@ -38,6 +41,9 @@ pub fn rule_name(r: PositionRule) -> &'static str {
         PositionRule::Last => "last",
     }
 }
+
+/// Default seconds between checkpoint writes.
+pub const MIN_CHECKPOINT_SECONDS: f64 = 30.0;
 
 /// `stats.safetensors`, or `stats.shard-I-of-N.safetensors` for a shard.
 pub fn stats_path(out: &Path, shard: (usize, usize)) -> PathBuf {
@@ -139,6 +145,7 @@ pub fn collect_loaded(
     let bar = progress_bar(o.progress, total_rows as u64, done_rows as u64);
     let stats = NeuronStats::new(gpu, state.meta.groups.len(), state.meta.layers, state.meta.width)?;
     let started = Instant::now();
+    let mut last_checkpoint = Instant::now();
     let mut tokens = 0u64;
     for &c in &chunks[state.meta.chunks_done..] {
         let rows = chunk_rows(c);
@@ -153,7 +160,10 @@ pub fn collect_loaded(
         state.meta.chunks_done += 1;
         tokens += scored.tokens;
         bar.set_message(format!("{:.0} tok/s", tokens as f64 / started.elapsed().as_secs_f64().max(1e-9)));
-        state.save(&partial)?;
+        if last_checkpoint.elapsed().as_secs_f64() >= o.min_checkpoint_seconds {
+            state.save(&partial)?;
+            last_checkpoint = Instant::now();
+        }
     }
     bar.finish_and_clear();
     state.meta.complete = true;

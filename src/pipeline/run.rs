@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::ablate::{ablate_loaded, AblateOptions, Mode};
-use super::collect::{collect_loaded, CollectOptions};
+use super::collect::{collect_loaded, CollectOptions, MIN_CHECKPOINT_SECONDS};
 use super::data::DataOptions;
 use super::identify::{identify, IdentifyOptions, KChoice};
 use super::model::{options_per_row, CultureModel};
@@ -50,6 +50,7 @@ pub fn pipeline(gpu: &Arc<Gpu>, o: &PipelineOptions) -> anyhow::Result<Summary> 
             rule: o.rule,
             out: stats_dir,
             chunk_examples: o.chunk_examples,
+            min_checkpoint_seconds: MIN_CHECKPOINT_SECONDS,
             max_batch_tokens: o.max_batch_tokens,
             shard: (0, 1),
             progress: o.progress,
