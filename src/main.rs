@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use culturelens::bench::{self, BenchOptions};
-use culturelens::gpu::{AdapterSelector, Gpu};
+use culturelens::gpu::{AdapterSelector, Gpu, PrecisionRequest};
 use culturelens::pipeline::ablate::{ablate, AblateOptions, Ablation};
 use culturelens::pipeline::cli::{bundled, DataArgs, KArgs, ModeArgs, RuleArg, BUNDLED_VL_MODEL};
 use culturelens::pipeline::collect::{collect, merge, parse_shard, CollectOptions, MIN_CHECKPOINT_SECONDS};
@@ -39,6 +39,11 @@ struct Cli {
     /// (default: the first discrete GPU, else any).
     #[arg(long, global = true)]
     device: Option<AdapterSelector>,
+    /// Compute mode (DESIGN §4): `fast` runs matmuls on tensor cores (f16 operands, f32
+    /// accumulators, logits NMSE ≤ 1e-3), `exact` in f32 (NMSE ≤ 1e-8); `auto` is fast where
+    /// the adapter offers f16 cooperative matrices.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    precision: PrecisionRequest,
     #[command(subcommand)]
     command: Command,
 }
@@ -199,6 +204,7 @@ enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let selector = cli.device.unwrap_or_default();
+    let precision = cli.precision;
     match cli.command {
         Command::Devices => {
             let adapters = Gpu::list_adapters();
@@ -222,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut adapter = String::new();
             let out = runner::run(
                 || {
-                    let gpu = Gpu::new(&selector)?;
+                    let gpu = Gpu::open(&selector, precision)?;
                     adapter = gpu.info.name.clone();
                     Ok(gpu)
                 },
@@ -257,7 +263,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             shard,
         } => {
             let shard = shard.as_deref().map(parse_shard).transpose()?.unwrap_or((0, 1));
-            let gpu = Gpu::new(&selector)?;
+            let gpu = Gpu::open(&selector, precision)?;
             let o = CollectOptions {
                 model: bundled(&model, BUNDLED_VL_MODEL),
                 data: data.options(),
@@ -285,7 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Ablate { model, data, neurons, method, mode, stats, batch_tokens, out } => {
-            let gpu = Gpu::new(&selector)?;
+            let gpu = Gpu::open(&selector, precision)?;
             let o = AblateOptions {
                 model: bundled(&model, BUNDLED_VL_MODEL),
                 data: data.options(),
@@ -308,7 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pipeline { model, data, out, methods: m, k, positions, mode, checkpoint_every, batch_tokens } => {
-            let gpu = Gpu::new(&selector)?;
+            let gpu = Gpu::open(&selector, precision)?;
             let o = PipelineOptions {
                 model: bundled(&model, BUNDLED_VL_MODEL),
                 data: data.options(),
@@ -347,7 +353,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(opts) => {
-            let gpu = Gpu::new(&selector)?;
+            let gpu = Gpu::open(&selector, precision)?;
             bench::run(&gpu, &opts)
         }
     }

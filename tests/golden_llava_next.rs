@@ -43,6 +43,22 @@ fn vision_tower_projector_and_packing_match_hf() {
     }
 }
 
+/// Fast mode within DESIGN §4's fast tolerances (vision tower included), where the adapter has it.
+#[test]
+fn fast_mode_matches_hf_within_fast_tolerance() {
+    let Some(fast) = common::fast_gpu() else { return };
+    for case in CASES {
+        let g = Golden::open(case);
+        let model = LlavaNextForConditionalGeneration::load(&fast, &g.dir).unwrap();
+        let ids = g.ids("input_ids");
+        let img = image(&g);
+        let batch = PackedBatch::from_sequences(std::slice::from_ref(&ids));
+        let mut cache = model.model.new_cache(ids.len()).unwrap();
+        let out = model.forward(&batch, std::slice::from_ref(&img), &mut cache, &ForwardOptions::default()).unwrap();
+        common::check_fast(case, &out.logits, &g.f32("logits"), model.config.text.vocab_size);
+    }
+}
+
 #[test]
 fn logits_hidden_states_stats_and_ablation_match_hf() {
     for case in CASES {

@@ -53,6 +53,21 @@ fn mrope_positions_match_hf() {
     assert_eq!(vl.rope_deltas, g.i64("rope_deltas"));
 }
 
+/// Fast mode within DESIGN §4's fast tolerances (vision tower included), where the adapter has it.
+#[test]
+fn fast_mode_matches_hf_within_fast_tolerance() {
+    let Some(fast) = common::fast_gpu() else { return };
+    let g = Golden::open(CASE);
+    let model = Qwen2_5_VLForConditionalGeneration::load(&fast, &g.dir).unwrap();
+    let ids = g.ids("input_ids");
+    let img = image(&g);
+    let images = std::slice::from_ref(&img);
+    let vl = model.pack(&[VlPrompt { ids: &ids, images }]).unwrap();
+    let mut cache = model.model.new_cache(ids.len()).unwrap();
+    let out = model.forward(&vl, images, &mut cache, &ForwardOptions::default(), None).unwrap();
+    common::check_fast(CASE, &out.logits, &g.f32("logits"), model.config.text.vocab_size);
+}
+
 #[test]
 fn logits_hidden_states_stats_and_ablation_match_hf() {
     let g = Golden::open(CASE);

@@ -53,6 +53,24 @@ fn logits_and_hidden_states_match_hf() {
     }
 }
 
+/// Fast mode (tensor-core matmuls) within DESIGN §4's fast tolerances, where the adapter has it:
+/// logits NMSE ≤ 1e-3 and the multiple-choice answer unchanged.
+#[test]
+fn fast_mode_matches_hf_within_fast_tolerance() {
+    let Some(fast) = common::fast_gpu() else { return };
+    for case in CASES {
+        let golden = Golden::open(case);
+        let model = load(&fast, &golden);
+        let ids = golden.ids("input_ids");
+        let v = model.config.vocab_size;
+        let out = solo(&model, &ids, &ForwardOptions::default());
+        common::check_fast(case, &out.logits, &golden.f32("logits"), v);
+        let last = &out.logits[(ids.len() - 1) * v..];
+        let opt: Vec<f32> = golden.ids("mc.option_token_ids").iter().map(|&i| last[i as usize]).collect();
+        assert_eq!(argmax_rows(&opt, 4), argmax_rows(&golden.f32("mc.option_logits"), 4), "{case}: fast MC answer");
+    }
+}
+
 #[test]
 fn split_weights_give_the_same_logits() {
     // 2 KiB bindings split every matrix of the tiny models into many row chunks.

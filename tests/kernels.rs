@@ -3,6 +3,7 @@ mod common;
 
 use common::{assert_close, gpu, randn, rng};
 use culturelens::gpu::{Recorder, WeightDType, WeightTensor};
+use culturelens::ops::matmul_coop::{CoopOps, CoopTile};
 use culturelens::ops::{activation, attention, embedding, gather, layernorm, matmul, rmsnorm, rope, swiglu};
 use half::{bf16, f16};
 
@@ -19,6 +20,10 @@ fn quantize(v: &[f32], dtype: WeightDType) -> (Vec<u8>, Vec<f32>) {
         }
         WeightDType::F32 => (bytemuck::cast_slice(v).to_vec(), v.to_vec()),
     }
+}
+
+fn to_f16(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
 }
 
 fn check_matmul(dtype: WeightDType, m: usize, n: usize, k: usize, split_bytes: Option<u64>, seed: u64) {
@@ -58,6 +63,11 @@ fn check_matmul_kernel(
     let xb = g.storage_from("x", &x).unwrap();
     let bb = g.storage_from("b", &bias).unwrap();
     let yb = g.storage_from("y", &resid).unwrap();
+    // Tensor-core kernels multiply f16 operands exactly and accumulate in f32.
+    let (x, wq) = match kernel {
+        matmul::MatmulKernel::Coop { .. } => (to_f16(&x), to_f16(&wq)),
+        _ => (x, wq),
+    };
     let mut rec = Recorder::new(&g);
     matmul::matmul_with(
         &mut rec,
@@ -93,6 +103,41 @@ fn matmul_split_weight_matches_unsplit() {
     // an odd column count must start each chunk on a u32 boundary).
     check_matmul(WeightDType::BF16, 19, 97, 45, Some(1000), 40);
     check_matmul(WeightDType::F32, 7, 33, 29, Some(500), 41);
+}
+
+fn check_coop_matmul(tile: CoopTile, ops: CoopOps) {
+    let kernel = matmul::MatmulKernel::Coop { tile, ops };
+    for (i, dt) in [WeightDType::BF16, WeightDType::F16, WeightDType::F32].into_iter().enumerate() {
+        let seed = 50 + 10 * i as u64;
+        check_matmul_kernel(kernel, dt, 37, 71, 53, None, seed);
+        check_matmul_kernel(kernel, dt, 70, 5, 131, None, seed + 1);
+        check_matmul_kernel(kernel, dt, 19, 97, 45, Some(1000), seed + 2);
+    }
+}
+
+/// The fast kernel's staging, double buffering, tiling and epilogue, with its 16x16 matrix
+/// operations emulated in scalar WGSL: runs on every adapter, cooperative matrices or not.
+#[test]
+fn coop_matmul_tiling_matches_reference_emulated() {
+    for tile in [
+        CoopTile { subgroup: 8, sg_m: 2, sg_n: 1, am: 1, an: 2 },
+        CoopTile { subgroup: 8, sg_m: 1, sg_n: 1, am: 2, an: 4 },
+    ] {
+        check_coop_matmul(tile, CoopOps::Emulated);
+    }
+}
+
+/// The same on the tensor cores, where the adapter has them (fast mode's kernel as chosen).
+#[test]
+fn coop_matmul_on_tensor_cores_matches_reference() {
+    let g = gpu();
+    match &g.fast_support {
+        Ok(subgroup) => check_coop_matmul(CoopTile::for_subgroup(*subgroup), CoopOps::Hardware),
+        Err(why) => eprintln!(
+            "no tensor-core run here ({why}); coop_matmul_tiling_matches_reference_emulated checks the kernel's \
+             logic and shaders_validate its SPIR-V"
+        ),
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 pub use random_model::{qwen2_5_7b_shape, random_decoder};
 
-use crate::gpu::{Gpu, Recorder, WeightDType, WeightTensor};
+use crate::gpu::{by_kernel, Gpu, KernelTotal, Recorder, WeightDType, WeightTensor};
 use crate::models::decoder::{ForwardOptions, LogitRows};
 use crate::models::{NeuronStats, PackedBatch};
 use crate::ops::attention::{attention, AttentionShape};
@@ -55,7 +55,8 @@ struct Row {
 }
 
 /// Records `iters` copies of the work, submits once, and returns seconds per copy (after a
-/// warm-up run that also compiles pipelines).
+/// warm-up run that also compiles pipelines): summed GPU timestamps of its dispatches where the
+/// device has them, else wall-clock time.
 fn time(gpu: &Arc<Gpu>, iters: usize, mut record: impl FnMut(&mut Recorder)) -> anyhow::Result<f64> {
     let mut warm = Recorder::new(gpu);
     record(&mut warm);
@@ -64,9 +65,18 @@ fn time(gpu: &Arc<Gpu>, iters: usize, mut record: impl FnMut(&mut Recorder)) -> 
     for _ in 0..iters {
         record(&mut rec);
     }
+    let timed = gpu.has_timestamps() && rec.dispatches() > 0;
+    if timed {
+        gpu.profiler.start();
+    }
     let start = Instant::now();
     rec.finish()?;
-    Ok(start.elapsed().as_secs_f64() / iters as f64)
+    let wall = start.elapsed().as_secs_f64();
+    if timed {
+        let gpu_seconds: f64 = gpu.profiler.stop().iter().map(|k| k.seconds).sum();
+        return Ok(gpu_seconds / iters as f64);
+    }
+    Ok(wall / iters as f64)
 }
 
 fn random_weight(gpu: &Arc<Gpu>, dtype: WeightDType, rows: usize, cols: usize) -> anyhow::Result<WeightTensor> {
@@ -153,7 +163,8 @@ fn bench_swiglu(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<Row
     })
 }
 
-fn bench_prefill(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<(Row, u64)> {
+/// One prefill's wall time (best of `iters`), resident weight bytes, and GPU time per kernel.
+fn bench_prefill(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<(Row, u64, Vec<KernelTotal>)> {
     let c = qwen2_5_7b_shape(s.layers);
     let model = random_decoder(gpu, &c)?;
     let seq = s.tokens.min(512);
@@ -180,6 +191,15 @@ fn bench_prefill(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<(R
     for _ in 0..s.iters {
         best = best.min(run()?);
     }
+    let breakdown = if gpu.has_timestamps() {
+        gpu.profiler.start();
+        let ran = run();
+        let times = gpu.profiler.stop();
+        ran?;
+        by_kernel(&times)
+    } else {
+        Vec::new()
+    };
     let per_layer = 2.0
         * (c.hidden_size * (2 * c.num_attention_heads * c.head_dim + 2 * c.num_key_value_heads * c.head_dim)
             + 3 * c.hidden_size * c.intermediate_size) as f64;
@@ -197,6 +217,7 @@ fn bench_prefill(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<(R
             tokens: batch.len() as f64,
         },
         model.weight_bytes(),
+        breakdown,
     ))
 }
 
@@ -207,7 +228,17 @@ pub fn run(gpu: &Arc<Gpu>, opts: &BenchOptions) -> anyhow::Result<()> {
         "adapter: {} ({:?}, {:?}, driver {} {})",
         gpu.info.name, gpu.info.backend, gpu.info.device_type, gpu.info.driver, gpu.info.driver_info
     );
-    println!("settings: tokens {}, prefill layers {}, iterations {}", s.tokens, s.layers, s.iters);
+    println!(
+        "settings: tokens {}, prefill layers {}, iterations {}, precision {}",
+        s.tokens,
+        s.layers,
+        s.iters,
+        gpu.precision.name()
+    );
+    println!(
+        "kernel times: {}; prefill: wall clock",
+        if gpu.has_timestamps() { "GPU timestamps (copy: wall clock)" } else { "wall clock" }
+    );
     let copy = bench_copy(gpu, &s)?;
     let copy_gbs = copy.bytes / copy.seconds / 1e9;
     let mut kernels = Vec::new();
@@ -237,8 +268,10 @@ pub fn run(gpu: &Arc<Gpu>, opts: &BenchOptions) -> anyhow::Result<()> {
     println!();
     println!("{:<52} {:>10} {:>10} {:>9} {:>8}", "prefill", "ms", "tok/s", "GFLOP/s", "%flops");
     let mut plain = 0.0;
+    let mut breakdowns = Vec::new();
     for stats in [false, true] {
-        let (r, weights) = bench_prefill(gpu, &s, stats)?;
+        let (r, weights, breakdown) = bench_prefill(gpu, &s, stats)?;
+        breakdowns.push((r.what.clone(), breakdown));
         let tps = r.tokens / r.seconds;
         println!(
             "{:<52} {:>10.1} {:>10.1} {:>9.1} {:>7.1}%",
@@ -256,6 +289,15 @@ pub fn run(gpu: &Arc<Gpu>, opts: &BenchOptions) -> anyhow::Result<()> {
             );
         }
         plain = r.seconds;
+    }
+    for (what, breakdown) in breakdowns.iter().filter(|(_, b)| !b.is_empty()) {
+        let total: f64 = breakdown.iter().map(|k| k.seconds).sum();
+        println!();
+        println!("{what}: GPU time per kernel (timestamps), {:.1} ms in all", total * 1e3);
+        println!("{:<52} {:>10} {:>8} {:>8}", "kernel", "ms", "calls", "share");
+        for k in breakdown {
+            println!("{:<52} {:>10.3} {:>8} {:>7.1}%", k.kernel, k.seconds * 1e3, k.calls, 100.0 * k.seconds / total);
+        }
     }
     Ok(())
 }

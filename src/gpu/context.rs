@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
 use super::pipelines::PipelineCache;
+use super::precision::{self, Precision, PrecisionRequest};
+use super::profiler::Profiler;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -13,6 +15,8 @@ pub enum GpuError {
     NoMatchingAdapter(String),
     #[error("could not open device {name}: {source}")]
     RequestDevice { name: String, source: wgpu::RequestDeviceError },
+    #[error("--precision fast is not available: {0}. Use --precision exact or auto")]
+    NoFastMode(String),
     #[error("GPU buffer readback failed: {0}")]
     Readback(String),
     #[error("{what} needs {bytes} bytes in one binding but the device allows {limit}")]
@@ -81,14 +85,18 @@ impl std::fmt::Display for AdapterReport {
         )?;
         writeln!(f, "    subgroup size: {}..{}", i.subgroup_min_size, i.subgroup_max_size)?;
         if self.cooperative_matrices.is_empty() {
-            write!(f, "    cooperative matrices: none")
+            writeln!(f, "    cooperative matrices: none")?;
         } else {
             let shapes: Vec<String> = self
                 .cooperative_matrices
                 .iter()
                 .map(|c| format!("{}x{}x{} {:?}->{:?}", c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type))
                 .collect();
-            write!(f, "    cooperative matrices: {}", shapes.join(", "))
+            writeln!(f, "    cooperative matrices: {}", shapes.join(", "))?;
+        }
+        match precision::fast_support(self.features, &self.cooperative_matrices, &self.info) {
+            Ok(s) => write!(f, "    precision: fast (tensor-core matmuls, subgroup {s}) by default, exact on request"),
+            Err(why) => write!(f, "    precision: exact only ({why})"),
         }
     }
 }
@@ -100,7 +108,13 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub features: wgpu::Features,
     pub limits: wgpu::Limits,
-    pub pipelines: PipelineCache,
+    /// Exact or fast matmuls (DESIGN §4), resolved from the user's request at open.
+    pub precision: Precision,
+    /// Fast mode's subgroup size on this adapter, or why it has no fast mode.
+    pub fast_support: Result<u32, String>,
+    pub pipelines: Arc<PipelineCache>,
+    /// Per-kernel timestamps, off unless started (`culturelens bench`).
+    pub profiler: Arc<Profiler>,
     /// Largest byte size one weight chunk may have. Normally the binding limit; tests lower it to
     /// exercise the splitting path on tiny models.
     pub max_binding_bytes: u64,
@@ -138,8 +152,14 @@ impl Gpu {
         list_adapters()
     }
 
-    /// Opens the selected adapter (default: first discrete GPU, else the first one found).
+    /// Opens the selected adapter (default: first discrete GPU, else the first one found) in
+    /// the fastest mode it offers.
     pub fn new(selector: &AdapterSelector) -> Result<Arc<Gpu>, GpuError> {
+        Gpu::open(selector, PrecisionRequest::Auto)
+    }
+
+    /// Opens the selected adapter in the requested compute mode.
+    pub fn open(selector: &AdapterSelector, request: PrecisionRequest) -> Result<Arc<Gpu>, GpuError> {
         let inst = instance();
         let adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
         if adapters.is_empty() {
@@ -174,6 +194,8 @@ impl Gpu {
         } else {
             wgpu::ExperimentalFeatures::disabled()
         };
+        let fast_support = precision::fast_support(features, &adapter.cooperative_matrix_properties(), &info);
+        let precision = precision::resolve(request, &fast_support).map_err(GpuError::NoFastMode)?;
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("culturelens"),
@@ -194,26 +216,42 @@ impl Gpu {
         });
         Ok(Arc::new(Gpu {
             scratch,
-            pipelines: PipelineCache::default(),
+            pipelines: Arc::new(PipelineCache::default()),
+            profiler: Arc::new(Profiler::default()),
             device,
             queue,
             info,
             features,
             limits,
+            precision,
+            fast_support,
             max_binding_bytes,
         }))
     }
 
     /// The same device with a smaller split size for weights; used to test splitting.
     pub fn with_max_binding_bytes(self: &Arc<Self>, bytes: u64) -> Arc<Gpu> {
+        self.derive(bytes.min(self.max_binding_bytes), self.precision)
+    }
+
+    /// The same device in another compute mode; fast fails where the adapter has none.
+    pub fn with_precision(self: &Arc<Self>, request: PrecisionRequest) -> Result<Arc<Gpu>, GpuError> {
+        let precision = precision::resolve(request, &self.fast_support).map_err(GpuError::NoFastMode)?;
+        Ok(self.derive(self.max_binding_bytes, precision))
+    }
+
+    fn derive(&self, max_binding_bytes: u64, precision: Precision) -> Arc<Gpu> {
         Arc::new(Gpu {
             device: self.device.clone(),
             queue: self.queue.clone(),
             info: self.info.clone(),
             features: self.features,
             limits: self.limits.clone(),
-            pipelines: PipelineCache::default(),
-            max_binding_bytes: bytes.min(self.max_binding_bytes),
+            precision,
+            fast_support: self.fast_support.clone(),
+            pipelines: self.pipelines.clone(),
+            profiler: self.profiler.clone(),
+            max_binding_bytes,
             scratch: self.scratch.clone(),
         })
     }

@@ -3,10 +3,14 @@
 
 mod context;
 mod pipelines;
+mod precision;
+mod profiler;
 mod recorder;
 mod tensor;
 
 pub use context::{AdapterReport, AdapterSelector, Gpu, GpuError};
 pub use pipelines::{PipelineCache, ShaderKey};
+pub use precision::{fast_support, Precision, PrecisionRequest};
+pub use profiler::{by_kernel, KernelTime, KernelTotal, Profiler};
 pub use recorder::{Binding, Recorder};
 pub use tensor::{WeightChunk, WeightDType, WeightTensor};

@@ -19,6 +19,8 @@ impl ShaderKey {
 #[derive(Default)]
 pub struct PipelineCache {
     pipelines: Mutex<HashMap<ShaderKey, wgpu::ComputePipeline>>,
+    /// `name[variant]` of each pipeline, for the profiler's per-kernel log.
+    names: Mutex<HashMap<wgpu::ComputePipeline, String>>,
 }
 
 impl PipelineCache {
@@ -33,7 +35,8 @@ impl PipelineCache {
         if let Some(p) = map.get(key) {
             return p.clone();
         }
-        let label = format!("{}[{}]", key.name, key.variant);
+        let label =
+            if key.variant.is_empty() { key.name.to_string() } else { format!("{}[{}]", key.name, key.variant) };
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(source().into()),
@@ -47,7 +50,14 @@ impl PipelineCache {
             cache: None,
         });
         map.insert(key.clone(), pipeline.clone());
+        self.names.lock().expect("pipeline cache poisoned").insert(pipeline.clone(), label);
         pipeline
+    }
+
+    /// The `name[variant]` a pipeline was built under.
+    pub fn name_of(&self, pipeline: &wgpu::ComputePipeline) -> String {
+        let names = self.names.lock().expect("pipeline cache poisoned");
+        names.get(pipeline).cloned().unwrap_or_else(|| "unnamed".into())
     }
 
     pub fn len(&self) -> usize {

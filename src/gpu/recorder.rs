@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use super::context::{Gpu, GpuError};
+use super::profiler::DISPATCHES_PER_SET;
 
 /// One storage binding: a whole buffer, or a byte range of it.
 #[derive(Clone, Copy)]
@@ -105,28 +106,54 @@ impl Recorder {
         self.ops.push(Op::Dispatch { pipeline: pipeline.clone(), bind_group, groups });
     }
 
+    /// Dispatches recorded so far.
+    pub fn dispatches(&self) -> usize {
+        self.ops.iter().filter(|op| matches!(op, Op::Dispatch { .. })).count()
+    }
+
     pub fn copy(&mut self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, dst_offset: u64, size: u64) {
         if size > 0 {
             self.ops.push(Op::Copy { src: src.clone(), src_offset, dst: dst.clone(), dst_offset, size });
         }
     }
 
-    /// Encodes everything recorded so far and submits it; returns without waiting.
+    /// Encodes everything recorded so far and submits it; returns without waiting. While the
+    /// device's profiler is on, each dispatch gets its own timestamped pass.
     pub fn submit(self) -> wgpu::SubmissionIndex {
         for (buf, staged) in &self.arenas {
             self.gpu.queue.write_buffer(buf, 0, staged);
         }
+        let profiler = &self.gpu.profiler;
+        let timed = profiler.enabled() && self.gpu.has_timestamps();
+        let dispatches = self.dispatches();
+        let blocks = if timed { profiler.queries(&self.gpu.device, dispatches) } else { Vec::new() };
+        let mut names = Vec::new();
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         let mut pass: Option<wgpu::ComputePass<'static>> = None;
         for op in self.ops {
             match op {
                 Op::Dispatch { pipeline, bind_group, groups } => {
+                    let timestamp_writes = timed.then(|| {
+                        drop(pass.take());
+                        let d = names.len();
+                        let q = (d % DISPATCHES_PER_SET) as u32;
+                        names.push(self.gpu.pipelines.name_of(&pipeline));
+                        wgpu::ComputePassTimestampWrites {
+                            query_set: &blocks[d / DISPATCHES_PER_SET].set,
+                            beginning_of_pass_write_index: Some(2 * q),
+                            end_of_pass_write_index: Some(2 * q + 1),
+                        }
+                    });
                     let p = pass.get_or_insert_with(|| {
-                        enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default()).forget_lifetime()
+                        enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes })
+                            .forget_lifetime()
                     });
                     p.set_pipeline(&pipeline);
                     p.set_bind_group(0, &bind_group, &[]);
                     p.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                    if timed {
+                        drop(pass.take());
+                    }
                 }
                 Op::Copy { src, src_offset, dst, dst_offset, size } => {
                     drop(pass.take());
@@ -135,7 +162,15 @@ impl Recorder {
             }
         }
         drop(pass);
-        self.gpu.queue.submit([enc.finish()])
+        for b in &blocks {
+            enc.resolve_query_set(&b.set, 0..2 * b.count, &b.resolve, 0);
+            enc.copy_buffer_to_buffer(&b.resolve, 0, &b.readback, 0, b.resolve.size());
+        }
+        let index = self.gpu.queue.submit([enc.finish()]);
+        if timed {
+            profiler.collect(blocks, names, self.gpu.queue.get_timestamp_period());
+        }
+        index
     }
 
     /// Submits and blocks until the GPU is done.

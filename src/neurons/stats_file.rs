@@ -35,6 +35,9 @@ pub struct StatsMeta {
     pub group_by: String,
     pub lang: String,
     pub position_rule: String,
+    /// "exact" or "fast" (DESIGN §4): runs in different modes are not merged or resumed.
+    #[serde(default = "exact_precision")]
+    pub precision: String,
     pub groups: Vec<String>,
     pub examples_per_group: Vec<usize>,
     /// Rows of the whole (unsharded) run.
@@ -47,6 +50,10 @@ pub struct StatsMeta {
     /// Chunks of this shard done so far.
     pub chunks_done: usize,
     pub complete: bool,
+}
+
+fn exact_precision() -> String {
+    "exact".into()
 }
 
 impl StatsMeta {

@@ -1,5 +1,6 @@
-use crate::gpu::{Binding, Gpu, Recorder, WeightTensor};
+use crate::gpu::{Binding, Gpu, Precision, Recorder, WeightTensor};
 
+use super::matmul_coop::{CoopOps, CoopTile};
 use super::shaders;
 
 #[repr(C)]
@@ -24,9 +25,10 @@ pub struct MatmulOut {
     pub accumulate: bool,
 }
 
-/// The two matmul kernels: 64x64 register tiles for many rows on GPUs, and split-K over a
-/// workgroup (MB rows x 4 columns each) for few rows and for CPU adapters, where tiles staged
-/// through workgroup memory turn into gathers.
+/// The matmul kernels: 64x64 register tiles for many rows on GPUs, split-K over a workgroup
+/// (MB rows x 4 columns each) for few rows, barrier-free lane blocks for CPU adapters (where
+/// tiles staged through workgroup memory turn into gathers), and cooperative-matrix tiles in
+/// fast mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKernel {
     Tiled,
@@ -35,14 +37,25 @@ pub enum MatmulKernel {
     },
     /// One 8 x 8 output block per invocation, no workgroup memory: CPU adapters, many rows.
     Lane,
+    /// Tensor cores through `coop_mat16x16` (fast mode), or their scalar emulation in tests.
+    Coop {
+        tile: CoopTile,
+        ops: CoopOps,
+    },
 }
 
 impl MatmulKernel {
     /// Split-K pays a 64-lane reduction per output block, so it is used for few rows, where
     /// nothing else fills the device; CPU adapters take the barrier-free lane kernel for the
     /// rest (on lavapipe it beat split-K on the vision tower's K = 1176 patch embedding too).
+    /// Fast mode takes tensor cores from 16 rows up, where a 16-row fragment is mostly filled.
     pub fn choose(gpu: &Gpu, m: usize) -> MatmulKernel {
         let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
+        if let Precision::Fast { subgroup } = gpu.precision {
+            if m >= 16 {
+                return MatmulKernel::Coop { tile: CoopTile::for_subgroup(subgroup), ops: CoopOps::Hardware };
+            }
+        }
         if m == 1 {
             MatmulKernel::SplitK { rows_per_group: 1 }
         } else if m <= 8 {
@@ -85,6 +98,7 @@ pub fn matmul_with(
         MatmulKernel::Tiled => shaders::matmul_tiled_pipeline(&gpu, w.dtype),
         MatmulKernel::SplitK { rows_per_group } => shaders::matmul_splitk_pipeline(&gpu, w.dtype, rows_per_group),
         MatmulKernel::Lane => shaders::matmul_lane_pipeline(&gpu, w.dtype),
+        MatmulKernel::Coop { tile, ops } => shaders::matmul_coop_pipeline(&gpu, w.dtype, &tile, ops),
     };
     // Unused bias slot still needs a buffer bound; x serves (it is never read then).
     let bias_buf = bias.unwrap_or(x);
@@ -104,6 +118,9 @@ pub fn matmul_with(
             MatmulKernel::SplitK { rows_per_group } => {
                 let col_groups = (chunk.rows as u32).div_ceil(4);
                 [col_groups.min(65535), (m as u32).div_ceil(rows_per_group), col_groups.div_ceil(65535)]
+            }
+            MatmulKernel::Coop { tile, .. } => {
+                [(chunk.rows as u32).div_ceil(tile.cols()), (m as u32).div_ceil(tile.rows()), 1]
             }
             MatmulKernel::Lane => {
                 let blocks = (chunk.rows as u32).div_ceil(8) * (m as u32).div_ceil(8);

@@ -7,6 +7,7 @@ pub mod embedding;
 pub mod gather;
 pub mod layernorm;
 pub mod matmul;
+pub mod matmul_coop;
 pub mod rmsnorm;
 pub mod rope;
 pub mod shaders;

@@ -3,6 +3,8 @@
 
 use crate::gpu::{Gpu, ShaderKey, WeightDType};
 
+use super::matmul_coop::{self, CoopOps, CoopTile};
+
 pub const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
 pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 pub const MATMUL_SPLITK: &str = include_str!("../../shaders/matmul_splitk.wgsl");
@@ -33,6 +35,12 @@ pub fn all_variants() -> Vec<(ShaderKey, String)> {
         v.push((ShaderKey::new("matmul", dt.name()), matmul_tiled_source(dt)));
         v.push((ShaderKey::new("matmul_lane", dt.name()), matmul_lane_source(dt)));
         v.push((ShaderKey::new("embedding", dt.name()), format!("{}\n{}", weight_loader(dt), EMBEDDING)));
+        for subgroup in [32, 64] {
+            let tile = CoopTile::for_subgroup(subgroup);
+            v.push((coop_key(dt, &tile, CoopOps::Hardware), matmul_coop::source(dt, &tile, CoopOps::Hardware)));
+        }
+        let small = CoopTile { subgroup: 8, sg_m: 2, sg_n: 1, am: 1, an: 2 };
+        v.push((coop_key(dt, &small, CoopOps::Emulated), matmul_coop::source(dt, &small, CoopOps::Emulated)));
         for mb in [1, 4] {
             v.push((ShaderKey::new("matmul_splitk", format!("{}-mb{mb}", dt.name())), matmul_splitk_source(dt, mb)));
         }
@@ -93,4 +101,16 @@ pub fn matmul_tiled_pipeline(gpu: &Gpu, dtype: WeightDType) -> wgpu::ComputePipe
 pub fn matmul_splitk_pipeline(gpu: &Gpu, dtype: WeightDType, rows_per_group: u32) -> wgpu::ComputePipeline {
     let key = ShaderKey::new("matmul_splitk", format!("{}-mb{rows_per_group}", dtype.name()));
     gpu.pipelines.get(&gpu.device, &key, || matmul_splitk_source(dtype, rows_per_group))
+}
+
+fn coop_key(dtype: WeightDType, tile: &CoopTile, ops: CoopOps) -> ShaderKey {
+    let name = match ops {
+        CoopOps::Hardware => "matmul_coop",
+        CoopOps::Emulated => "matmul_coop_emulated",
+    };
+    ShaderKey::new(name, format!("{}-{}", dtype.name(), tile.key()))
+}
+
+pub fn matmul_coop_pipeline(gpu: &Gpu, dtype: WeightDType, tile: &CoopTile, ops: CoopOps) -> wgpu::ComputePipeline {
+    gpu.pipelines.get(&gpu.device, &coop_key(dtype, tile, ops), || matmul_coop::source(dtype, tile, ops))
 }

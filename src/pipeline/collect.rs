@@ -98,6 +98,7 @@ pub fn collect_loaded(
         group_by: group_by_name(o.data.group_by).to_string(),
         lang: lang_name(o.data.lang).to_string(),
         position_rule: rule_name(o.rule).to_string(),
+        precision: gpu.precision.name().to_string(),
         groups: sel.grouped.names.clone(),
         examples_per_group: sel.grouped.counts(),
         examples: examples.len(),
