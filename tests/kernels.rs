@@ -301,15 +301,18 @@ fn swiglu_stats_groups_exclusion_and_intervention() {
     let acc_words = groups * layers * width * swiglu::ACC_WORDS;
     let gb = g.storage_from("gate", &gate).unwrap();
     let ub = g.storage_from("up", &up).unwrap();
-    let tg = g.storage_from("tg", &token_group).unwrap();
     let ib = g.storage_from("iv", &interv).unwrap();
     let acc = g.storage_from("acc", &vec![0u32; acc_words]).unwrap();
-    // Two dispatches: accumulators must add up across calls.
-    for _ in 0..2 {
+    // Two calls (accumulators must add up across them): one dispatch pair for all segments,
+    // then three segments per pair.
+    for per_dispatch in [usize::MAX, 3] {
+        let segments = swiglu::TokenSegments::with_segments_per_dispatch(&g, &token_group, width, true, per_dispatch);
+        let segments = segments.unwrap();
         g.write_padded(&gb, 0, bytemuck::cast_slice(&gate));
         let mut rec = Recorder::new(&g);
-        let side = swiglu::SwigluSide { token_group: &tg, intervention: &ib, acc: Some((&acc, groups)), layer, layers };
-        swiglu::swiglu(&mut rec, &gb, &ub, &side, tokens, width);
+        let side =
+            swiglu::SwigluSide { segments: &segments, intervention: &ib, acc: Some((&acc, groups)), layer, layers };
+        swiglu::swiglu(&mut rec, &gb, &ub, &side, width);
         rec.finish().unwrap();
     }
     let h: Vec<f32> = g.read(&gb, 0, gate.len()).unwrap();
@@ -362,15 +365,15 @@ fn swiglu_stats_do_not_drift_over_1e8_positions() {
     let gb = g.storage_from("gate", &gate).unwrap();
     let hb = g.storage_buffer("h", (gate.len() * 4) as u64).unwrap();
     let ub = g.storage_from("up", &up).unwrap();
-    let tg = g.storage_from("tg", &token_group).unwrap();
+    let segments = swiglu::TokenSegments::new(&g, &token_group, width, true).unwrap();
     let ib = g.storage_from("iv", &interv).unwrap();
     let acc = g.storage_from("acc", &vec![0u32; width * swiglu::ACC_WORDS]).unwrap();
     for _ in 0..reps {
         let mut rec = Recorder::new(&g);
         rec.copy(&gb, 0, &hb, 0, (gate.len() * 4) as u64);
         let side =
-            swiglu::SwigluSide { token_group: &tg, intervention: &ib, acc: Some((&acc, 1)), layer: 0, layers: 1 };
-        swiglu::swiglu(&mut rec, &hb, &ub, &side, tokens, width);
+            swiglu::SwigluSide { segments: &segments, intervention: &ib, acc: Some((&acc, 1)), layer: 0, layers: 1 };
+        swiglu::swiglu(&mut rec, &hb, &ub, &side, width);
         rec.finish().unwrap();
     }
     let words: Vec<u32> = g.read(&acc, 0, width * swiglu::ACC_WORDS).unwrap();

@@ -13,7 +13,7 @@ use crate::models::decoder::{ForwardOptions, LogitRows};
 use crate::models::{NeuronStats, PackedBatch};
 use crate::ops::attention::{attention, AttentionShape};
 use crate::ops::matmul::{matmul, MatmulOut};
-use crate::ops::swiglu::{swiglu, SwigluSide};
+use crate::ops::swiglu::{swiglu, SwigluSide, TokenSegments};
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BenchOptions {
@@ -141,18 +141,18 @@ fn bench_swiglu(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<Row
     let gate = gpu.storage_from("gate", &vec![0.5f32; t * i])?;
     let up = gpu.storage_from("up", &vec![1.0f32; t * i])?;
     let groups: Vec<u32> = (0..t).map(|x| (x / 512) as u32).collect();
-    let tg = gpu.storage_from("groups", &groups)?;
+    let segments = TokenSegments::new(gpu, &groups, i, stats)?;
     let iv = gpu.storage_from("interv", &vec![1.0f32; 2 * i])?;
     let acc = NeuronStats::new(gpu, t.div_ceil(512), 1, i)?;
     let secs = time(gpu, s.iters, |r| {
         let side = SwigluSide {
-            token_group: &tg,
+            segments: &segments,
             intervention: &iv,
             acc: if stats { Some((&acc.buffer, acc.groups)) } else { None },
             layer: 0,
             layers: 1,
         };
-        swiglu(r, &gate, &up, &side, t, i)
+        swiglu(r, &gate, &up, &side, i)
     })?;
     Ok(Row {
         what: format!("fused SwiGLU {t}x{i}, stats {}", if stats { "on" } else { "off" }),

@@ -15,7 +15,7 @@ use crate::ops::gather::gather_rows;
 use crate::ops::matmul::{matmul, MatmulOut};
 use crate::ops::rmsnorm::rmsnorm;
 use crate::ops::rope::{inv_freq, rope, rope_tables};
-use crate::ops::swiglu::{swiglu, SwigluSide};
+use crate::ops::swiglu::{swiglu, SwigluSide, TokenSegments};
 use crate::weights::WeightStore;
 
 /// nn.Linear: weight [out, in] resident in its checkpoint dtype, bias widened to f32.
@@ -330,7 +330,7 @@ impl Decoder {
         let cos = gpu.storage_from("rope cos", &tables.cos)?;
         let sin = gpu.storage_from("rope sin", &tables.sin)?;
         let ranges = gpu.storage_from("kv ranges", &batch.kv_ranges(row0, c.sliding_window))?;
-        let token_group = gpu.storage_from("token groups", &batch.token_group)?;
+        let segments = TokenSegments::new(gpu, &batch.token_group, i, opts.stats.is_some())?;
         if let Some(s) = opts.stats {
             if s.layers != c.num_hidden_layers || s.width != i {
                 bail!("statistics buffer is {}x{}, model has {}x{}", s.layers, s.width, c.num_hidden_layers, i);
@@ -365,13 +365,13 @@ impl Decoder {
             m.gate_proj.forward(&mut rec, &xn, &gate, t, MatmulOut::default());
             m.up_proj.forward(&mut rec, &xn, &up, t, MatmulOut::default());
             let side = SwigluSide {
-                token_group: &token_group,
+                segments: &segments,
                 intervention: &self.intervention.buffer,
                 acc: opts.stats.map(|s| (&s.buffer, s.groups)),
                 layer: l,
                 layers: c.num_hidden_layers,
             };
-            swiglu(&mut rec, &gate, &up, &side, t, i);
+            swiglu(&mut rec, &gate, &up, &side, i);
             m.down_proj.forward(&mut rec, &gate, hidden, t, residual);
             if let Some(cap) = &capture {
                 rec.copy(hidden, 0, cap, f(h) * l as u64, f(h));

@@ -16,6 +16,8 @@ pub const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.
 pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 pub const ATTENTION_LANE: &str = include_str!("../../shaders/attention_lane.wgsl");
 pub const SWIGLU_STATS: &str = include_str!("../../shaders/swiglu_stats.wgsl");
+pub const SWIGLU_STATS_FOLD: &str = include_str!("../../shaders/swiglu_stats_fold.wgsl");
+pub const KAHAN: &str = include_str!("../../shaders/kahan.wgsl");
 pub const GATHER_ROWS: &str = include_str!("../../shaders/gather_rows.wgsl");
 pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 pub const LAYERNORM: &str = include_str!("../../shaders/layernorm.wgsl");
@@ -48,12 +50,14 @@ pub fn all_variants() -> Vec<(ShaderKey, String)> {
     for (name, src) in [
         ("rmsnorm", RMSNORM),
         ("rope", ROPE),
-        ("swiglu_stats", SWIGLU_STATS),
         ("gather_rows", GATHER_ROWS),
         ("activation", ACTIVATION),
         ("layernorm", LAYERNORM),
     ] {
         v.push((ShaderKey::new(name, ""), src.to_string()));
+    }
+    for (name, src) in [("swiglu_stats", SWIGLU_STATS), ("swiglu_stats_fold", SWIGLU_STATS_FOLD)] {
+        v.push((ShaderKey::new(name, ""), format!("{KAHAN}\n{src}")));
     }
     for (name, src) in [("attention", ATTENTION), ("attention_lane", ATTENTION_LANE)] {
         v.push((ShaderKey::new(name, ""), attention_source(src)));
@@ -68,6 +72,11 @@ fn attention_source(kernel: &str) -> String {
 /// One of the attention kernels, with the shared Params and bindings in front.
 pub fn attention_pipeline(gpu: &Gpu, name: &'static str, kernel: &'static str) -> wgpu::ComputePipeline {
     gpu.pipelines.get(&gpu.device, &ShaderKey::new(name, ""), || attention_source(kernel))
+}
+
+/// One of the fused SwiGLU's two kernels, with the Kahan step in front.
+pub fn swiglu_pipeline(gpu: &Gpu, name: &'static str, kernel: &'static str) -> wgpu::ComputePipeline {
+    gpu.pipelines.get(&gpu.device, &ShaderKey::new(name, ""), || format!("{KAHAN}\n{kernel}"))
 }
 
 pub fn pipeline(gpu: &Gpu, name: &'static str, src: &'static str) -> wgpu::ComputePipeline {

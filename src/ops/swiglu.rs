@@ -1,33 +1,95 @@
-use crate::gpu::{Binding, Recorder};
+use crate::gpu::{Binding, Gpu, GpuError, Recorder};
 
 use super::shaders;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    tokens: u32,
+struct ApplyParams {
+    width: u32,
+    layer: u32,
+    collect: u32,
+    seg_first: u32,
+    zero: u32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct FoldParams {
     width: u32,
     layer: u32,
     layers: u32,
     groups: u32,
-    collect: u32,
-    token_start: u32,
+    seg_first: u32,
+    seg_count: u32,
     zero: u32,
+    _pad: u32,
 }
-
-/// Tokens per dispatch: each thread walks its neuron down the tokens, and lavapipe caps shader
-/// loops at 65535 iterations.
-const TOKENS_PER_DISPATCH: usize = 32768;
 
 /// Token group id meaning "not counted in the statistics".
 pub const EXCLUDED: u32 = u32::MAX;
 /// u32 words per (group, layer, neuron) accumulator: count, sum, sum_comp, sum_sq, sum_sq_comp.
 pub const ACC_WORDS: usize = 5;
+/// Longest segment: enough work per invocation to hide a load, short enough that a 4096-token
+/// batch spreads over 64 workgroup rows.
+pub const SEGMENT_TOKENS: usize = 64;
+/// Bound on the partial-sum scratch; larger batches take several dispatch pairs.
+const PARTIALS_BYTES: usize = 64 << 20;
+
+/// Cuts a token stream into [start, end, group] pieces of at most SEGMENT_TOKENS tokens, each
+/// inside one run of equal group ids, so each piece's statistics belong to one group.
+pub fn cut_segments(token_group: &[u32]) -> Vec<[u32; 3]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < token_group.len() {
+        let g = token_group[start];
+        let run = token_group[start..].iter().take(SEGMENT_TOKENS).take_while(|&&x| x == g).count();
+        out.push([start as u32, (start + run) as u32, g]);
+        start += run;
+    }
+    out
+}
+
+/// One batch's segments on the GPU, with scratch for their partial sums when statistics are on.
+pub struct TokenSegments {
+    pub host: Vec<[u32; 3]>,
+    buffer: wgpu::Buffer,
+    partials: Option<wgpu::Buffer>,
+    per_dispatch: usize,
+}
+
+impl TokenSegments {
+    pub fn new(gpu: &Gpu, token_group: &[u32], width: usize, stats: bool) -> Result<TokenSegments, GpuError> {
+        let limit = PARTIALS_BYTES.min(gpu.limits.max_storage_buffer_binding_size as usize);
+        let per_dispatch = (limit / (width * ACC_WORDS * 4)).clamp(1, 65535);
+        TokenSegments::with_segments_per_dispatch(gpu, token_group, width, stats, per_dispatch)
+    }
+
+    /// As `new`, with at most `per_dispatch` segments per dispatch pair (tests force several).
+    pub fn with_segments_per_dispatch(
+        gpu: &Gpu,
+        token_group: &[u32],
+        width: usize,
+        stats: bool,
+        per_dispatch: usize,
+    ) -> Result<TokenSegments, GpuError> {
+        let host = cut_segments(token_group);
+        let flat: Vec<u32> = host.iter().flatten().copied().collect();
+        let buffer = gpu.storage_from("token segments", &flat)?;
+        let per_dispatch = per_dispatch.clamp(1, host.len().max(1));
+        let partials = if stats {
+            Some(gpu.storage_buffer("swiglu partial sums", (per_dispatch * width * ACC_WORDS * 4) as u64)?)
+        } else {
+            None
+        };
+        Ok(TokenSegments { host, buffer, partials, per_dispatch })
+    }
+}
 
 /// Buffers the fused SwiGLU reads besides gate/up.
 pub struct SwigluSide<'a> {
-    /// Per-token group id, or EXCLUDED.
-    pub token_group: &'a wgpu::Buffer,
+    /// The batch's tokens cut by group (see [`TokenSegments`]).
+    pub segments: &'a TokenSegments,
     /// [layers, width, 2] f32: scale, shift per neuron.
     pub intervention: &'a wgpu::Buffer,
     /// [groups, layers, width, ACC_WORDS] u32 accumulators; None skips statistics.
@@ -37,43 +99,58 @@ pub struct SwigluSide<'a> {
 }
 
 /// gate ← (scale·silu(gate) + shift) · up, accumulating statistics of silu(gate).
-pub fn swiglu(
-    rec: &mut Recorder,
-    gate: &wgpu::Buffer,
-    up: &wgpu::Buffer,
-    side: &SwigluSide<'_>,
-    tokens: usize,
-    width: usize,
-) {
+pub fn swiglu(rec: &mut Recorder, gate: &wgpu::Buffer, up: &wgpu::Buffer, side: &SwigluSide<'_>, width: usize) {
     let gpu = rec.gpu().clone();
-    let pipeline = shaders::pipeline(&gpu, "swiglu_stats", shaders::SWIGLU_STATS);
-    let (acc, groups) = match side.acc {
-        Some((b, g)) => (b, g),
-        None => (&gpu.scratch, 0),
+    let apply = shaders::swiglu_pipeline(&gpu, "swiglu_stats", shaders::SWIGLU_STATS);
+    let fold = shaders::swiglu_pipeline(&gpu, "swiglu_stats_fold", shaders::SWIGLU_STATS_FOLD);
+    let segs = side.segments;
+    let collect = match (side.acc, &segs.partials) {
+        (Some((acc, groups)), Some(partials)) => Some((acc, groups, partials)),
+        (None, _) => None,
+        (Some(_), None) => panic!("statistics asked of segments built without partial-sum scratch"),
     };
-    for token_start in (0..tokens).step_by(TOKENS_PER_DISPATCH) {
-        let params = Params {
-            tokens: tokens.min(token_start + TOKENS_PER_DISPATCH) as u32,
+    let col_groups = (width as u32).div_ceil(64);
+    for seg_first in (0..segs.host.len()).step_by(segs.per_dispatch) {
+        let seg_count = segs.per_dispatch.min(segs.host.len() - seg_first);
+        let params = ApplyParams {
             width: width as u32,
             layer: side.layer as u32,
-            layers: side.layers as u32,
-            groups: groups as u32,
-            collect: side.acc.is_some() as u32,
-            token_start: token_start as u32,
+            collect: collect.is_some() as u32,
+            seg_first: seg_first as u32,
             zero: 0,
+            _pad: [0; 3],
         };
+        let partials = collect.map(|c| c.2).unwrap_or(&gpu.scratch);
         rec.dispatch(
-            &pipeline,
+            &apply,
             &params,
             &[
                 Binding::Whole(gate),
                 Binding::Whole(up),
-                Binding::Whole(side.token_group),
+                Binding::Whole(&segs.buffer),
                 Binding::Whole(side.intervention),
-                Binding::Whole(acc),
+                Binding::Whole(partials),
             ],
-            [(width as u32).div_ceil(64), 1, 1],
+            [col_groups, seg_count as u32, 1],
         );
+        if let Some((acc, groups, partials)) = collect {
+            let params = FoldParams {
+                width: width as u32,
+                layer: side.layer as u32,
+                layers: side.layers as u32,
+                groups: groups as u32,
+                seg_first: seg_first as u32,
+                seg_count: seg_count as u32,
+                zero: 0,
+                _pad: 0,
+            };
+            rec.dispatch(
+                &fold,
+                &params,
+                &[Binding::Whole(&segs.buffer), Binding::Whole(partials), Binding::Whole(acc)],
+                [col_groups, 1, 1],
+            );
+        }
     }
 }
 
@@ -128,4 +205,22 @@ pub fn swiglu_ref(
         }
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_follow_group_runs_and_the_length_cap() {
+        let x = EXCLUDED;
+        let mut groups = vec![0, 0, x, x, 1, 1, 1, 0];
+        groups.extend(std::iter::repeat_n(2, SEGMENT_TOKENS + 3));
+        let n = SEGMENT_TOKENS as u32;
+        assert_eq!(
+            cut_segments(&groups),
+            vec![[0, 2, 0], [2, 4, x], [4, 7, 1], [7, 8, 0], [8, 8 + n, 2], [8 + n, 11 + n, 2]]
+        );
+        assert!(cut_segments(&[]).is_empty());
+    }
 }

@@ -15,7 +15,7 @@ use crate::ops::gather::gather_rows;
 use crate::ops::matmul::MatmulOut;
 use crate::ops::rmsnorm::rmsnorm;
 use crate::ops::rope::{inv_freq, rope, rope_tables};
-use crate::ops::swiglu::{swiglu, SwigluSide, EXCLUDED};
+use crate::ops::swiglu::{swiglu, SwigluSide, TokenSegments, EXCLUDED};
 use crate::weights::WeightStore;
 
 /// HF hard-codes eps 1e-6 for every RMSNorm of the vision tower.
@@ -207,7 +207,7 @@ impl VisionTransformer {
         let sin = gpu.storage_from("vision sin", &tables.sin)?;
         let window_ranges = gpu.storage_from("window ranges", &layout.window_ranges)?;
         let full_ranges = gpu.storage_from("full ranges", &layout.full_ranges)?;
-        let no_groups = gpu.storage_from("no groups", &vec![EXCLUDED; n])?;
+        let no_groups = TokenSegments::new(gpu, &vec![EXCLUDED; n], c.intermediate_size, false)?;
         let capture_buf = match capture {
             Some(_) => Some(gpu.storage_buffer("vision capture", f(d) * (c.depth as u64 + 1))?),
             None => None,
@@ -233,13 +233,13 @@ impl VisionTransformer {
             block.mlp.gate_proj.forward(rec, &xn, &gate, n, MatmulOut::default());
             block.mlp.up_proj.forward(rec, &xn, &up, n, MatmulOut::default());
             let side = SwigluSide {
-                token_group: &no_groups,
+                segments: &no_groups,
                 intervention: &self.identity.buffer,
                 acc: None,
                 layer: 0,
                 layers: 1,
             };
-            swiglu(rec, &gate, &up, &side, n, c.intermediate_size);
+            swiglu(rec, &gate, &up, &side, c.intermediate_size);
             block.mlp.down_proj.forward(rec, &gate, &hidden, n, residual);
             if let Some(cap) = &capture_buf {
                 rec.copy(&hidden, 0, cap, f(d) * (b as u64 + 1), f(d));
