@@ -94,8 +94,7 @@ fn bench_copy(gpu: &Arc<Gpu>, s: &Settings) -> anyhow::Result<Row> {
     Ok(Row { what: format!("copy {} MiB", n >> 20), seconds: secs, flops: 0.0, bytes: 2.0 * n as f64, tokens: 0.0 })
 }
 
-fn bench_matmul(gpu: &Arc<Gpu>, s: &Settings, dtype: WeightDType, n: usize, k: usize) -> anyhow::Result<Row> {
-    let m = s.tokens;
+fn bench_matmul(gpu: &Arc<Gpu>, s: &Settings, dtype: WeightDType, m: usize, n: usize, k: usize) -> anyhow::Result<Row> {
     let w = random_weight(gpu, dtype, n, k)?;
     let x = gpu.storage_from("x", &vec![0.01f32; m * k])?;
     let y = gpu.storage_buffer("y", (m * n * 4) as u64)?;
@@ -242,10 +241,13 @@ pub fn run(gpu: &Arc<Gpu>, opts: &BenchOptions) -> anyhow::Result<()> {
     let copy = bench_copy(gpu, &s)?;
     let copy_gbs = copy.bytes / copy.seconds / 1e9;
     let mut kernels = Vec::new();
-    for (n, k) in [(18944, 3584), (3584, 18944), (512, 3584)] {
-        kernels.push(bench_matmul(gpu, &s, WeightDType::BF16, n, k)?);
+    if gpu.info.device_type != wgpu::DeviceType::Cpu {
+        kernels.push(bench_matmul(gpu, &s, WeightDType::BF16, 8192, 8192, 8192)?);
     }
-    kernels.push(bench_matmul(gpu, &s, WeightDType::F32, 3584, 3584)?);
+    for (n, k) in [(18944, 3584), (3584, 18944), (512, 3584)] {
+        kernels.push(bench_matmul(gpu, &s, WeightDType::BF16, s.tokens, n, k)?);
+    }
+    kernels.push(bench_matmul(gpu, &s, WeightDType::F32, s.tokens, 3584, 3584)?);
     let best_flops = kernels.iter().map(|r| r.flops / r.seconds).fold(0.0, f64::max);
     kernels.push(bench_attention(gpu, &s)?);
     kernels.push(bench_swiglu(gpu, &s, false)?);

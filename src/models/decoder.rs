@@ -1,7 +1,7 @@
 //! Qwen2ForCausalLM / MistralForCausalLM (modeling_qwen2.py, modeling_mistral.py): the two share
 //! one decoder; they differ only in the q/k/v bias and Mistral's optional sliding window.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 
@@ -144,6 +144,19 @@ pub struct Decoder {
     pub lm_head: Option<WeightTensor>,
     pub intervention: Intervention,
     gpu: Arc<Gpu>,
+    /// Activation buffers kept from the last forward and reused while they are big enough:
+    /// a statistics or ablation run makes thousands of forwards of similar size.
+    workspace: Mutex<Option<Workspace>>,
+}
+
+/// The per-layer activation buffers of a forward of up to `tokens` tokens.
+struct Workspace {
+    tokens: usize,
+    xn: wgpu::Buffer,
+    q: wgpu::Buffer,
+    attn: wgpu::Buffer,
+    gate: wgpu::Buffer,
+    up: wgpu::Buffer,
 }
 
 impl Decoder {
@@ -193,6 +206,7 @@ impl Decoder {
             lm_head,
             intervention: Intervention::identity(gpu, c.num_hidden_layers, i)?,
             gpu: gpu.clone(),
+            workspace: Mutex::new(None),
         })
     }
 
@@ -213,11 +227,41 @@ impl Decoder {
             norm,
             lm_head,
             gpu: gpu.clone(),
+            workspace: Mutex::new(None),
         })
     }
 
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.gpu
+    }
+
+    /// Buffers for a forward of `t` tokens: the kept ones when they suffice, else new ones.
+    /// The forward owns them until it hands them back with `keep_workspace`, so forwards on
+    /// other threads meanwhile get their own.
+    fn take_workspace(&self, t: usize) -> anyhow::Result<Workspace> {
+        let mut kept = self.workspace.lock().expect("decoder workspace poisoned");
+        if let Some(w) = kept.take().filter(|w| w.tokens >= t) {
+            return Ok(w);
+        }
+        let c = &self.config;
+        let f = |n: usize| (t * n * 4) as u64;
+        let q_dim = c.num_attention_heads * c.head_dim;
+        let w = Workspace {
+            tokens: t,
+            xn: self.gpu.storage_buffer("normed", f(c.hidden_size))?,
+            q: self.gpu.storage_buffer("q", f(q_dim))?,
+            attn: self.gpu.storage_buffer("attn", f(q_dim))?,
+            gate: self.gpu.storage_buffer("gate", f(c.intermediate_size))?,
+            up: self.gpu.storage_buffer("up", f(c.intermediate_size))?,
+        };
+        Ok(w)
+    }
+
+    fn keep_workspace(&self, w: Workspace) {
+        let mut kept = self.workspace.lock().expect("decoder workspace poisoned");
+        if kept.as_ref().is_none_or(|k| k.tokens < w.tokens) {
+            *kept = Some(w);
+        }
     }
 
     pub fn new_cache(&self, capacity: usize) -> anyhow::Result<KvCache> {
@@ -313,14 +357,10 @@ impl Decoder {
             bail!("logit row {bad} is outside the batch of {t} tokens");
         }
         let (h, i) = (c.hidden_size, c.intermediate_size);
-        let q_dim = c.num_attention_heads * c.head_dim;
         let row0 = cache.len;
         let f = |n: usize| (t * n * 4) as u64;
-        let xn = gpu.storage_buffer("normed", f(h))?;
-        let q = gpu.storage_buffer("q", f(q_dim))?;
-        let attn = gpu.storage_buffer("attn", f(q_dim))?;
-        let gate = gpu.storage_buffer("gate", f(i))?;
-        let up = gpu.storage_buffer("up", f(i))?;
+        let work = self.take_workspace(t)?;
+        let Workspace { xn, q, attn, gate, up, .. } = &work;
         let tables = rope_tables(
             &batch.positions,
             batch.pos_stride,
@@ -352,18 +392,18 @@ impl Decoder {
         let residual = MatmulOut { row_offset: 0, accumulate: true };
         for (l, layer) in self.layers.iter().enumerate() {
             let a = &layer.self_attn;
-            rmsnorm(&mut rec, hidden, &layer.input_layernorm, &xn, t, h, c.rms_norm_eps);
-            a.q_proj.forward(&mut rec, &xn, &q, t, MatmulOut::default());
-            a.k_proj.forward(&mut rec, &xn, &cache.k[l], t, to_cache);
-            a.v_proj.forward(&mut rec, &xn, &cache.v[l], t, to_cache);
-            rope(&mut rec, &cos, &sin, &q, t, c.num_attention_heads, c.head_dim, 0);
+            rmsnorm(&mut rec, hidden, &layer.input_layernorm, xn, t, h, c.rms_norm_eps);
+            a.q_proj.forward(&mut rec, xn, q, t, MatmulOut::default());
+            a.k_proj.forward(&mut rec, xn, &cache.k[l], t, to_cache);
+            a.v_proj.forward(&mut rec, xn, &cache.v[l], t, to_cache);
+            rope(&mut rec, &cos, &sin, q, t, c.num_attention_heads, c.head_dim, 0);
             rope(&mut rec, &cos, &sin, &cache.k[l], t, c.num_key_value_heads, c.head_dim, row0);
-            attention(&mut rec, &q, &cache.k[l], &cache.v[l], &ranges, &attn, shape, scale);
-            a.o_proj.forward(&mut rec, &attn, hidden, t, residual);
+            attention(&mut rec, q, &cache.k[l], &cache.v[l], &ranges, attn, shape, scale);
+            a.o_proj.forward(&mut rec, attn, hidden, t, residual);
             let m = &layer.mlp;
-            rmsnorm(&mut rec, hidden, &layer.post_attention_layernorm, &xn, t, h, c.rms_norm_eps);
-            m.gate_proj.forward(&mut rec, &xn, &gate, t, MatmulOut::default());
-            m.up_proj.forward(&mut rec, &xn, &up, t, MatmulOut::default());
+            rmsnorm(&mut rec, hidden, &layer.post_attention_layernorm, xn, t, h, c.rms_norm_eps);
+            m.gate_proj.forward(&mut rec, xn, gate, t, MatmulOut::default());
+            m.up_proj.forward(&mut rec, xn, up, t, MatmulOut::default());
             let side = SwigluSide {
                 segments: &segments,
                 intervention: &self.intervention.buffer,
@@ -371,23 +411,24 @@ impl Decoder {
                 layer: l,
                 layers: c.num_hidden_layers,
             };
-            swiglu(&mut rec, &gate, &up, &side, i);
-            m.down_proj.forward(&mut rec, &gate, hidden, t, residual);
+            swiglu(&mut rec, gate, up, &side, i);
+            m.down_proj.forward(&mut rec, gate, hidden, t, residual);
             if let Some(cap) = &capture {
                 rec.copy(hidden, 0, cap, f(h) * l as u64, f(h));
             }
         }
         let mut out = ForwardOutput::default();
         if opts.capture_hidden {
-            rmsnorm(&mut rec, hidden, &self.norm, &xn, t, h, c.rms_norm_eps);
+            rmsnorm(&mut rec, hidden, &self.norm, xn, t, h, c.rms_norm_eps);
         }
         rec.finish()?;
         cache.len += t;
         if let Some(cap) = &capture {
             let all: Vec<f32> = gpu.read(cap, 0, c.num_hidden_layers * t * h)?;
             out.hidden_states = all.chunks(t * h).map(|s| s.to_vec()).collect();
-            out.final_hidden = gpu.read(&xn, 0, t * h)?;
+            out.final_hidden = gpu.read(xn, 0, t * h)?;
         }
+        self.keep_workspace(work);
         out.logits = self.lm_head_rows(hidden, &rows)?;
         Ok(out)
     }
