@@ -285,12 +285,27 @@ pub fn run(gpu: &Arc<Gpu>, opts: &BenchOptions) -> anyhow::Result<()> {
         );
         if stats {
             println!(
-                "statistics cost: {:+.1}% of prefill time; resident weights {:.2} GiB",
+                "statistics cost by wall clock: {:+.1}% of prefill time; resident weights {:.2} GiB",
                 100.0 * (r.seconds / plain - 1.0),
                 weights as f64 / (1u64 << 30) as f64
             );
         }
         plain = r.seconds;
+    }
+    if let [(_, off), (_, on)] = &breakdowns[..] {
+        if !off.is_empty() && !on.is_empty() {
+            let swiglu = |b: &[KernelTotal]| -> f64 {
+                b.iter().filter(|k| k.kernel.starts_with("swiglu_stats")).map(|k| k.seconds).sum()
+            };
+            let total_off: f64 = off.iter().map(|k| k.seconds).sum();
+            let extra = swiglu(on) - swiglu(off);
+            println!(
+                "statistics cost by timestamps: fused SwiGLU {:.3} ms with, {:.3} ms without: {:+.2}% of prefill GPU time",
+                swiglu(on) * 1e3,
+                swiglu(off) * 1e3,
+                100.0 * extra / total_off
+            );
+        }
     }
     for (what, breakdown) in breakdowns.iter().filter(|(_, b)| !b.is_empty()) {
         let total: f64 = breakdown.iter().map(|k| k.seconds).sum();
