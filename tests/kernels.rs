@@ -265,7 +265,9 @@ fn attention_packed_gqa_matches_reference() {
         let rb = g.storage_from("ranges", &ranges).unwrap();
         let out = g.storage_buffer("out", (q.len() * 4) as u64).unwrap();
         let scale = 1.0 / (hd as f32).sqrt();
-        for kernel in [attention::AttentionKernel::Workgroup, attention::AttentionKernel::Lane] {
+        for kernel in
+            [attention::AttentionKernel::Workgroup, attention::AttentionKernel::Block, attention::AttentionKernel::Lane]
+        {
             let mut rec = Recorder::new(&g);
             attention::attention_with(&mut rec, kernel, &bufs[0], &bufs[1], &bufs[2], &rb, &out, s, scale);
             rec.finish().unwrap();
@@ -273,6 +275,38 @@ fn attention_packed_gqa_matches_reference() {
             let want = attention::attention_ref(&q, &k, &v, &ranges, s, scale);
             assert_close(&format!("attention {kernel:?}"), &got, &want, 1e-4, 1e-5);
         }
+    }
+}
+
+/// Ranges that are neither causal nor nested (vision windows, full attention) over a KV cache
+/// longer than the batch (decode after a prefill), for every kernel.
+#[test]
+fn attention_windows_over_a_longer_cache_match_reference() {
+    let g = gpu();
+    let mut r = rng(19);
+    let (tokens, rows, heads, kv_heads, hd) = (37usize, 90usize, 4usize, 2usize, 40usize);
+    let s = attention::AttentionShape { tokens, heads, kv_heads, head_dim: hd };
+    let q = randn(&mut r, tokens * heads * hd, 2.0);
+    let k = randn(&mut r, rows * kv_heads * hd, 2.0);
+    let v = randn(&mut r, rows * kv_heads * hd, 1.0);
+    let ranges: Vec<u32> = (0..tokens)
+        .flat_map(|t| {
+            let start = (t * 7) % 50;
+            [start as u32, (start + 1 + (t * 13) % 40) as u32]
+        })
+        .collect();
+    let bufs: Vec<_> = [&q, &k, &v].iter().map(|d| g.storage_from("t", d).unwrap()).collect();
+    let rb = g.storage_from("ranges", &ranges).unwrap();
+    let out = g.storage_buffer("out", (q.len() * 4) as u64).unwrap();
+    let want = attention::attention_ref(&q, &k, &v, &ranges, s, 0.3);
+    for kernel in
+        [attention::AttentionKernel::Workgroup, attention::AttentionKernel::Block, attention::AttentionKernel::Lane]
+    {
+        let mut rec = Recorder::new(&g);
+        attention::attention_with(&mut rec, kernel, &bufs[0], &bufs[1], &bufs[2], &rb, &out, s, 0.3);
+        rec.finish().unwrap();
+        let got: Vec<f32> = g.read(&out, 0, q.len()).unwrap();
+        assert_close(&format!("windowed attention {kernel:?}"), &got, &want, 1e-4, 1e-5);
     }
 }
 

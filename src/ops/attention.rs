@@ -39,7 +39,7 @@ pub fn attention(
     s: AttentionShape,
     scale: f32,
 ) {
-    let kernel = AttentionKernel::choose(rec.gpu());
+    let kernel = AttentionKernel::choose(rec.gpu(), &s);
     attention_with(rec, kernel, q, k_cache, v_cache, kv_range, out, s, scale)
 }
 
@@ -60,6 +60,7 @@ pub fn attention_with(
     let pipeline = match kernel {
         AttentionKernel::Workgroup => shaders::attention_pipeline(&gpu, "attention", shaders::ATTENTION),
         AttentionKernel::Lane => shaders::attention_pipeline(&gpu, "attention_lane", shaders::ATTENTION_LANE),
+        AttentionKernel::Block => shaders::attention_block_pipeline(&gpu, s.head_dim),
     };
     let params = Params {
         tokens: s.tokens as u32,
@@ -84,27 +85,43 @@ pub fn attention_with(
         match kernel {
             AttentionKernel::Workgroup => row_grid(s.heads as u32, s.tokens),
             AttentionKernel::Lane => row_grid(1, (s.heads * s.tokens).div_ceil(64)),
+            AttentionKernel::Block => row_grid(s.heads as u32, s.tokens.div_ceil(BLOCK_QUERIES)),
         },
     );
 }
 
+/// Queries per workgroup of the block kernel (QB in attention_block.wgsl).
+pub const BLOCK_QUERIES: usize = 16;
+
 /// Which attention shader runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionKernel {
-    /// One 64-lane workgroup per (head, query), keys in parallel: GPUs.
+    /// One 64-lane workgroup per (head, query), keys in parallel: GPUs, few queries (decode).
     Workgroup,
+    /// One workgroup per (head, 16 queries) sharing each staged K/V tile: GPUs, prefill.
+    Block,
     /// One invocation per (head, query), keys in sequence: CPU adapters, where workgroup
     /// barriers cost more than the arithmetic (about 10x on llvmpipe).
     Lane,
 }
 
 impl AttentionKernel {
-    pub fn choose(gpu: &crate::gpu::Gpu) -> AttentionKernel {
+    pub fn choose(gpu: &crate::gpu::Gpu, s: &AttentionShape) -> AttentionKernel {
         if gpu.info.device_type == wgpu::DeviceType::Cpu {
             AttentionKernel::Lane
+        } else if s.tokens >= BLOCK_QUERIES
+            && AttentionKernel::block_workgroup_bytes(s.head_dim) <= gpu.limits.max_compute_workgroup_storage_size
+        {
+            AttentionKernel::Block
         } else {
             AttentionKernel::Workgroup
         }
+    }
+
+    /// Workgroup memory of the block kernel: K and V tiles, partial dot products, ranges.
+    pub fn block_workgroup_bytes(head_dim: usize) -> u32 {
+        let (qb, kb, split) = (BLOCK_QUERIES, 16, 4);
+        (4 * (2 * kb * head_dim + qb * kb * split + 2 * qb)) as u32
     }
 }
 

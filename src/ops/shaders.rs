@@ -15,6 +15,7 @@ pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
 pub const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
 pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 pub const ATTENTION_LANE: &str = include_str!("../../shaders/attention_lane.wgsl");
+pub const ATTENTION_BLOCK: &str = include_str!("../../shaders/attention_block.wgsl");
 pub const SWIGLU_STATS: &str = include_str!("../../shaders/swiglu_stats.wgsl");
 pub const SWIGLU_STATS_FOLD: &str = include_str!("../../shaders/swiglu_stats_fold.wgsl");
 pub const KAHAN: &str = include_str!("../../shaders/kahan.wgsl");
@@ -62,7 +63,20 @@ pub fn all_variants() -> Vec<(ShaderKey, String)> {
     for (name, src) in [("attention", ATTENTION), ("attention_lane", ATTENTION_LANE)] {
         v.push((ShaderKey::new(name, ""), attention_source(src)));
     }
+    for hd in [64, 80, 128, 256] {
+        v.push((ShaderKey::new("attention_block", format!("hd{hd}")), attention_block_source(hd)));
+    }
     v
+}
+
+fn attention_block_source(head_dim: usize) -> String {
+    format!("const HD: u32 = {head_dim}u;\n{ATTENTION_COMMON}\n{ATTENTION_BLOCK}")
+}
+
+/// The block attention kernel, built per head dimension (it sizes the staged K/V tiles).
+pub fn attention_block_pipeline(gpu: &Gpu, head_dim: usize) -> wgpu::ComputePipeline {
+    let key = ShaderKey::new("attention_block", format!("hd{head_dim}"));
+    gpu.pipelines.get(&gpu.device, &key, || attention_block_source(head_dim))
 }
 
 fn attention_source(kernel: &str) -> String {
