@@ -28,7 +28,8 @@ fn to_f16(v: &[f32]) -> Vec<f32> {
 
 fn check_matmul(dtype: WeightDType, m: usize, n: usize, k: usize, split_bytes: Option<u64>, seed: u64) {
     for kernel in [
-        matmul::MatmulKernel::Tiled,
+        matmul::MatmulKernel::Tiled { block: 4 },
+        matmul::MatmulKernel::Tiled { block: 8 },
         matmul::MatmulKernel::SplitK { rows_per_group: 4 },
         matmul::MatmulKernel::SplitK { rows_per_group: 1 },
         matmul::MatmulKernel::Lane,
@@ -150,9 +151,11 @@ fn matmul_without_bias_overwrites_at_row_offset() {
     let w = WeightTensor::upload(&g, "w", WeightDType::F32, n, k, &wb).unwrap();
     let xb = g.storage_from("x", &x).unwrap();
     let yb = g.storage_from("y", &vec![7.0f32; (m + 3) * n]).unwrap();
-    for kernel in
-        [matmul::MatmulKernel::Tiled, matmul::MatmulKernel::SplitK { rows_per_group: 4 }, matmul::MatmulKernel::Lane]
-    {
+    for kernel in [
+        matmul::MatmulKernel::Tiled { block: 8 },
+        matmul::MatmulKernel::SplitK { rows_per_group: 4 },
+        matmul::MatmulKernel::Lane,
+    ] {
         g.write_padded(&yb, 0, bytemuck::cast_slice(&vec![7.0f32; (m + 3) * n]));
         let mut rec = Recorder::new(&g);
         matmul::matmul_with(

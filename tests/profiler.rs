@@ -17,7 +17,7 @@ fn timestamps_name_and_time_every_dispatch() {
     let y = g.storage_buffer("y", (m * n * 4) as u64).unwrap();
     let run = |timed: bool| {
         let mut rec = Recorder::new(&g);
-        for kernel in [MatmulKernel::Tiled, MatmulKernel::Lane, MatmulKernel::Lane] {
+        for kernel in [MatmulKernel::Tiled { block: 4 }, MatmulKernel::Lane, MatmulKernel::Lane] {
             matmul_with(&mut rec, kernel, &x, &w, None, &y, m, MatmulOut::default());
         }
         if timed {
@@ -33,5 +33,5 @@ fn timestamps_name_and_time_every_dispatch() {
     let totals = by_kernel(&times);
     let calls = |name: &str| totals.iter().find(|t| t.kernel == name).map(|t| t.calls);
     assert_eq!(calls("matmul_lane[f32]"), Some(2), "{totals:?}");
-    assert_eq!(calls("matmul[f32]"), Some(1), "{totals:?}");
+    assert_eq!(calls("matmul[f32-4x4]"), Some(1), "{totals:?}");
 }

@@ -25,13 +25,16 @@ pub struct MatmulOut {
     pub accumulate: bool,
 }
 
-/// The matmul kernels: 64x64 register tiles for many rows on GPUs, split-K over a workgroup
+/// The matmul kernels: 64x64 or 128x128 register-tiled workgroups for many rows on GPUs, split-K over a workgroup
 /// (MB rows x 4 columns each) for few rows, barrier-free lane blocks for CPU adapters (where
 /// tiles staged through workgroup memory turn into gathers), and cooperative-matrix tiles in
 /// fast mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKernel {
-    Tiled,
+    /// (16·block)² output tiles, a block x block register tile per invocation: 4 or 8.
+    Tiled {
+        block: u32,
+    },
     SplitK {
         rows_per_group: u32,
     },
@@ -62,8 +65,10 @@ impl MatmulKernel {
             MatmulKernel::SplitK { rows_per_group: 4 }
         } else if cpu {
             MatmulKernel::Lane
+        } else if m >= 128 {
+            MatmulKernel::Tiled { block: 8 }
         } else {
-            MatmulKernel::Tiled
+            MatmulKernel::Tiled { block: 4 }
         }
     }
 }
@@ -95,7 +100,7 @@ pub fn matmul_with(
 ) {
     let gpu = rec.gpu().clone();
     let pipeline = match kernel {
-        MatmulKernel::Tiled => shaders::matmul_tiled_pipeline(&gpu, w.dtype),
+        MatmulKernel::Tiled { block } => shaders::matmul_tiled_pipeline(&gpu, w.dtype, block),
         MatmulKernel::SplitK { rows_per_group } => shaders::matmul_splitk_pipeline(&gpu, w.dtype, rows_per_group),
         MatmulKernel::Lane => shaders::matmul_lane_pipeline(&gpu, w.dtype),
         MatmulKernel::Coop { tile, ops } => shaders::matmul_coop_pipeline(&gpu, w.dtype, &tile, ops),
@@ -114,7 +119,9 @@ pub fn matmul_with(
             accumulate: out.accumulate as u32,
         };
         let groups = match kernel {
-            MatmulKernel::Tiled => [(chunk.rows as u32).div_ceil(64), (m as u32).div_ceil(64), 1],
+            MatmulKernel::Tiled { block } => {
+                [(chunk.rows as u32).div_ceil(16 * block), (m as u32).div_ceil(16 * block), 1]
+            }
             MatmulKernel::SplitK { rows_per_group } => {
                 let col_groups = (chunk.rows as u32).div_ceil(4);
                 [col_groups.min(65535), (m as u32).div_ceil(rows_per_group), col_groups.div_ceil(65535)]

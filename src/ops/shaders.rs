@@ -35,7 +35,9 @@ pub fn weight_loader(dtype: WeightDType) -> &'static str {
 pub fn all_variants() -> Vec<(ShaderKey, String)> {
     let mut v = Vec::new();
     for dt in [WeightDType::BF16, WeightDType::F16, WeightDType::F32] {
-        v.push((ShaderKey::new("matmul", dt.name()), matmul_tiled_source(dt)));
+        for block in [4, 8] {
+            v.push((tiled_key(dt, block), matmul_tiled_source(dt, block)));
+        }
         v.push((ShaderKey::new("matmul_lane", dt.name()), matmul_lane_source(dt)));
         v.push((ShaderKey::new("embedding", dt.name()), format!("{}\n{}", weight_loader(dt), EMBEDDING)));
         for subgroup in [32, 64] {
@@ -101,8 +103,12 @@ pub fn weight_pipeline(gpu: &Gpu, name: &'static str, src: &'static str, dtype: 
     gpu.pipelines.get(&gpu.device, &ShaderKey::new(name, dtype.name()), || format!("{}\n{}", weight_loader(dtype), src))
 }
 
-fn matmul_tiled_source(dtype: WeightDType) -> String {
-    format!("{}\n{}\n{}", weight_loader(dtype), MATMUL_COMMON, MATMUL)
+fn matmul_tiled_source(dtype: WeightDType, block: u32) -> String {
+    format!("const TM: u32 = {block}u;\n{}\n{}\n{}", weight_loader(dtype), MATMUL_COMMON, MATMUL)
+}
+
+fn tiled_key(dtype: WeightDType, block: u32) -> ShaderKey {
+    ShaderKey::new("matmul", format!("{}-{block}x{block}", dtype.name()))
 }
 
 fn matmul_lane_source(dtype: WeightDType) -> String {
@@ -117,8 +123,8 @@ fn matmul_splitk_source(dtype: WeightDType, rows_per_group: u32) -> String {
     format!("const MB: u32 = {rows_per_group}u;\n{}\n{}\n{}", weight_loader(dtype), MATMUL_COMMON, MATMUL_SPLITK)
 }
 
-pub fn matmul_tiled_pipeline(gpu: &Gpu, dtype: WeightDType) -> wgpu::ComputePipeline {
-    gpu.pipelines.get(&gpu.device, &ShaderKey::new("matmul", dtype.name()), || matmul_tiled_source(dtype))
+pub fn matmul_tiled_pipeline(gpu: &Gpu, dtype: WeightDType, block: u32) -> wgpu::ComputePipeline {
+    gpu.pipelines.get(&gpu.device, &tiled_key(dtype, block), || matmul_tiled_source(dtype, block))
 }
 
 pub fn matmul_splitk_pipeline(gpu: &Gpu, dtype: WeightDType, rows_per_group: u32) -> wgpu::ComputePipeline {
