@@ -5,13 +5,14 @@
 # with carry [".device", ".gl"] and the command `bash benches/device/h200.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-tests=(kernels golden_text golden_qwen2_5_vl golden_llava_next profiler)
+tests=(kernels golden_text golden_qwen2_5_vl golden_llava_next)
 cargo build --release
 rm -rf .device && mkdir -p .device/bin
 strip -o .device/bin/culturelens target/release/culturelens
 for t in "${tests[@]}"; do
     exe=$(cargo test --release --no-run --test "$t" --message-format=json 2>/dev/null |
-        python3 -c 'import json,sys; print([j["executable"] for j in map(json.loads, sys.stdin) if j.get("executable")][-1])')
+        python3 -c 'import json,sys; t=sys.argv[1]; print([j["executable"] for j in map(json.loads, sys.stdin)
+                    if j.get("executable") and j["target"]["name"] == t and j["target"]["kind"] == ["test"]][-1])' "$t")
     strip -o ".device/bin/$t" "$exe"
 done
 # Test binaries find their fixtures under the source path they were built from.
@@ -24,4 +25,6 @@ if [ ! -d .gl ]; then
     # shellcheck disable=SC2086
     (cd .gl && apt-get $o download libvulkan1 >/dev/null)
 fi
+# The device tool carries at most 64 MiB with the working tree.
 du -sh .device .gl
+git ls-files -z | xargs -0 du -cb | tail -1
