@@ -174,3 +174,36 @@ fn matches_the_pytorch_reference() {
         assert!((correct(g) - want).abs() <= 2.0, "{name}: base accuracy {} of 60 vs reference {want}", correct(g));
     }
 }
+
+/// DESIGN §4's second fast-mode criterion on a real multiple-choice set: the bundled model's
+/// answers to all 300 mini-CVQA test questions in fast mode (tensor cores, or their emulation)
+/// agree with the PyTorch reference's on ≥ 99 % of them.
+#[test]
+fn fast_mode_keeps_the_reference_answers() {
+    let gpu = common::fast_gpu();
+    let model_dir = root().join("assets/models/culture-tiny-qwen2_5_vl");
+    let data = DataOptions {
+        data: root().join("assets/data/mini-cvqa/test.parquet").display().to_string(),
+        group_by: GroupBy::Country,
+        lang: Lang::En,
+        min_per_group: 1,
+        groups: None,
+        limit: None,
+    };
+    let sel = data.load().unwrap();
+    let model = CultureModel::load(&gpu, &model_dir.display().to_string(), 4).unwrap();
+    let scored = model.score(&sel.grouped.examples, None, PositionRule::All, 4096, |_, _| {}).unwrap();
+    let logits_ref = reference("reference_activation_stats.json")["letter_logits"].clone();
+    let argmax = |v: &[f64]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+    let (mut same, mut worst) = (0, 0f64);
+    for ((_, ex), got) in sel.grouped.examples.iter().zip(&scored.option_logits) {
+        let want = f64s(&logits_ref[&ex.id]);
+        let got: Vec<f64> = got.iter().map(|&x| x as f64).collect();
+        same += (argmax(&got) == argmax(&want)) as usize;
+        worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(worst, f64::max);
+    }
+    let n = sel.grouped.examples.len();
+    eprintln!("fast mode: {same}/{n} answers as the reference, letter logits within {worst:.3}");
+    assert_eq!(n, 300);
+    assert!(same * 100 >= 99 * n, "fast mode keeps only {same} of {n} reference answers");
+}

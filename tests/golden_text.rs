@@ -53,11 +53,11 @@ fn logits_and_hidden_states_match_hf() {
     }
 }
 
-/// Fast mode (tensor-core matmuls) within DESIGN §4's fast tolerances, where the adapter has it:
+/// Fast mode (tensor-core matmuls) within DESIGN §4's fast tolerances, emulated where the adapter has no tensor cores:
 /// logits NMSE ≤ 1e-3 and the multiple-choice answer unchanged.
 #[test]
 fn fast_mode_matches_hf_within_fast_tolerance() {
-    let Some(fast) = common::fast_gpu() else { return };
+    let fast = common::fast_gpu();
     for case in CASES {
         let golden = Golden::open(case);
         let model = load(&fast, &golden);

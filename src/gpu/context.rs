@@ -240,6 +240,11 @@ impl Gpu {
         Ok(self.derive(self.max_binding_bytes, precision))
     }
 
+    /// The same device with fast mode's numerics emulated (tests; see [`Precision::FastEmulated`]).
+    pub fn with_emulated_fast_mode(self: &Arc<Self>) -> Arc<Gpu> {
+        self.derive(self.max_binding_bytes, Precision::FastEmulated)
+    }
+
     fn derive(&self, max_binding_bytes: u64, precision: Precision) -> Arc<Gpu> {
         Arc::new(Gpu {
             device: self.device.clone(),

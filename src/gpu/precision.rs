@@ -8,13 +8,17 @@ pub enum Precision {
     /// Matmuls on cooperative matrices (tensor cores) with f16 operands and f32 accumulators:
     /// NMSE ≤ 1e-3, the multiple-choice answer equal on ≥ 99 % of cases.
     Fast { subgroup: u32 },
+    /// Fast mode's arithmetic (f16 operands, f32 accumulators, the same kernel and staging) with
+    /// the 16x16 products emulated in scalar WGSL: runs on any adapter, so tests can hold fast
+    /// mode to its tolerances where no tensor cores exist. Not a speed mode.
+    FastEmulated,
 }
 
 impl Precision {
     pub fn name(&self) -> &'static str {
         match self {
             Precision::Exact => "exact",
-            Precision::Fast { .. } => "fast",
+            Precision::Fast { .. } | Precision::FastEmulated => "fast",
         }
     }
 }

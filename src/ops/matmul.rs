@@ -54,9 +54,15 @@ impl MatmulKernel {
     /// Fast mode takes tensor cores from 16 rows up, where a 16-row fragment is mostly filled.
     pub fn choose(gpu: &Gpu, m: usize) -> MatmulKernel {
         let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
-        if let Precision::Fast { subgroup } = gpu.precision {
-            if m >= 16 {
-                return MatmulKernel::Coop { tile: CoopTile::for_subgroup(subgroup), ops: CoopOps::Hardware };
+        if m >= 16 {
+            match gpu.precision {
+                Precision::Fast { subgroup } => {
+                    return MatmulKernel::Coop { tile: CoopTile::for_subgroup(subgroup), ops: CoopOps::Hardware }
+                }
+                Precision::FastEmulated => {
+                    return MatmulKernel::Coop { tile: CoopTile::EMULATED, ops: CoopOps::Emulated }
+                }
+                Precision::Exact => {}
             }
         }
         if m == 1 {

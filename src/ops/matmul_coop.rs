@@ -37,6 +37,10 @@ const K_SLAB: u32 = 32;
 const LDS_F16: u32 = K_SLAB + 8;
 
 impl CoopTile {
+    /// The shape fast mode's emulation runs: small enough for any adapter's workgroup memory
+    /// (20 KiB), with several subgroups and accumulators per subgroup.
+    pub const EMULATED: CoopTile = CoopTile { subgroup: 8, sg_m: 2, sg_n: 2, am: 1, an: 2 };
+
     /// The shape used on an adapter with `subgroup` lanes: 4 subgroups, each 32 x 64 outputs,
     /// so each staged A fragment feeds 4 products and each B fragment 2. Chosen from the
     /// device's 48 KiB of workgroup memory (34 KiB used); not yet tuned on hardware.

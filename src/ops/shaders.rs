@@ -44,8 +44,8 @@ pub fn all_variants() -> Vec<(ShaderKey, String)> {
             let tile = CoopTile::for_subgroup(subgroup);
             v.push((coop_key(dt, &tile, CoopOps::Hardware), matmul_coop::source(dt, &tile, CoopOps::Hardware)));
         }
-        let small = CoopTile { subgroup: 8, sg_m: 2, sg_n: 1, am: 1, an: 2 };
-        v.push((coop_key(dt, &small, CoopOps::Emulated), matmul_coop::source(dt, &small, CoopOps::Emulated)));
+        let emulated = CoopTile::EMULATED;
+        v.push((coop_key(dt, &emulated, CoopOps::Emulated), matmul_coop::source(dt, &emulated, CoopOps::Emulated)));
         for mb in [1, 4] {
             v.push((ShaderKey::new("matmul_splitk", format!("{}-mb{mb}", dt.name())), matmul_splitk_source(dt, mb)));
         }
