@@ -6,9 +6,10 @@
 //
 // Prepended, in order: enable directives, weights_<dtype>.wgsl (load_w), matmul_common.wgsl
 // (bindings, store_output), then the generated part (src/ops/matmul_coop.rs): the tile constants
-// SUBGROUP, SG_M, SG_N, AM, AN, and the matrix ops mat_a/mat_b/mat_c types, load_a, load_b,
-// mma, store_c, zero_c — cooperative-matrix builtins, or a scalar emulation of the same ops
-// that lets adapters without cooperative matrices test the tiling below.
+// SUBGROUP, SG_M, SG_N, AM, AN, and for the emulation its emu_mma/emu_store. The generated
+// blocks spliced into main (accumulators, products, epilogue) use the coop_mat16x16 builtins
+// (coopLoadT for A, coopLoad for B, coopMultiplyAdd, coopStoreT for C), or the emulation, which
+// lets adapters without cooperative matrices test everything else here.
 
 const BM: u32 = SG_M * AM * 16u;
 const BN: u32 = SG_N * AN * 16u;

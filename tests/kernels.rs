@@ -3,7 +3,7 @@ mod common;
 
 use common::{assert_close, gpu, randn, rng};
 use culturelens::gpu::{Recorder, WeightDType, WeightTensor};
-use culturelens::ops::matmul_coop::{CoopOps, CoopTile};
+use culturelens::ops::matmul_coop::{self, CoopOps, CoopTile};
 use culturelens::ops::{activation, attention, embedding, gather, layernorm, matmul, rmsnorm, rope, swiglu};
 use half::{bf16, f16};
 
@@ -139,6 +139,17 @@ fn coop_matmul_on_tensor_cores_matches_reference() {
              logic and shaders_validate its SPIR-V"
         ),
     }
+}
+
+/// The check a device passes before fast mode is used on it: the emulated kernel passes it, and a
+/// tile that does not fit the device is refused with the reason.
+#[test]
+fn fast_mode_self_check() {
+    let g = gpu();
+    matmul_coop::self_check(&g, CoopTile::EMULATED, CoopOps::Emulated).unwrap();
+    let oversized = CoopTile { subgroup: 8, sg_m: 4, sg_n: 4, am: 4, an: 4 };
+    let why = matmul_coop::self_check(&g, oversized, CoopOps::Emulated).unwrap_err();
+    assert!(why.contains("workgroup memory"), "{why}");
 }
 
 #[test]

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use super::pipelines::PipelineCache;
 use super::precision::{self, Precision, PrecisionRequest};
 use super::profiler::Profiler;
+use crate::ops::matmul_coop::{self, CoopOps, CoopTile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -214,7 +215,7 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        Ok(Arc::new(Gpu {
+        let gpu = Arc::new(Gpu {
             scratch,
             pipelines: Arc::new(PipelineCache::default()),
             profiler: Arc::new(Profiler::default()),
@@ -226,7 +227,24 @@ impl Gpu {
             precision,
             fast_support,
             max_binding_bytes,
-        }))
+        });
+        // The tensor-core kernel cannot run where CI runs, so it has to prove itself on each
+        // device before fast mode is used there.
+        let Precision::Fast { subgroup } = gpu.precision else { return Ok(gpu) };
+        let tile = CoopTile::for_subgroup(subgroup);
+        match matmul_coop::self_check(&gpu, tile, CoopOps::Hardware) {
+            Ok(()) => Ok(gpu),
+            Err(why) => {
+                let why = format!("{}: the tensor-core matmul failed its self-check ({why})", gpu.info.name);
+                if request == PrecisionRequest::Fast {
+                    return Err(GpuError::NoFastMode(why));
+                }
+                eprintln!("warning: {why}; running in exact mode");
+                let mut exact = gpu.derive(gpu.max_binding_bytes, Precision::Exact);
+                Arc::get_mut(&mut exact).expect("just derived").fast_support = Err(why);
+                Ok(exact)
+            }
+        }
     }
 
     /// The same device with a smaller split size for weights; used to test splitting.
