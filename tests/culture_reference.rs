@@ -34,18 +34,23 @@ fn f64s(v: &Value) -> Vec<f64> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
 }
 
-#[test]
-fn matches_the_pytorch_reference() {
-    let gpu = gpu();
-    let model_dir = root().join("assets/models/culture-tiny-qwen2_5_vl");
-    let data = DataOptions {
+/// The bundled mini-CVQA test split, grouped by country as the reference did.
+fn mini_cvqa_test() -> DataOptions {
+    DataOptions {
         data: root().join("assets/data/mini-cvqa/test.parquet").display().to_string(),
         group_by: GroupBy::Country,
         lang: Lang::En,
         min_per_group: 1,
         groups: None,
         limit: None,
-    };
+    }
+}
+
+#[test]
+fn matches_the_pytorch_reference() {
+    let gpu = gpu();
+    let model_dir = root().join("assets/models/culture-tiny-qwen2_5_vl");
+    let data = mini_cvqa_test();
     let sel = data.load().unwrap();
     let model = CultureModel::load(&gpu, &model_dir.display().to_string(), 4).unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -182,14 +187,7 @@ fn matches_the_pytorch_reference() {
 fn fast_mode_keeps_the_reference_answers() {
     let gpu = common::fast_gpu();
     let model_dir = root().join("assets/models/culture-tiny-qwen2_5_vl");
-    let data = DataOptions {
-        data: root().join("assets/data/mini-cvqa/test.parquet").display().to_string(),
-        group_by: GroupBy::Country,
-        lang: Lang::En,
-        min_per_group: 1,
-        groups: None,
-        limit: None,
-    };
+    let data = mini_cvqa_test();
     let sel = data.load().unwrap();
     let model = CultureModel::load(&gpu, &model_dir.display().to_string(), 4).unwrap();
     let scored = model.score(&sel.grouped.examples, None, PositionRule::All, 4096, |_, _| {}).unwrap();
