@@ -73,7 +73,8 @@ enum Command {
     },
     /// Per-culture statistics of every LM neuron over a multiple-choice VQA data set.
     Collect {
-        /// Qwen2.5-VL model directory, or a hub id in the local HF cache.
+        /// Vision-language model (Qwen2.5-VL, or LLaVA-NeXT with a Mistral or Qwen2 LM, e.g.
+        /// LLaVA-v1.6-Mistral, Pangea): a directory, or a hub id in the local HF cache.
         #[arg(long, default_value = BUNDLED_VL_MODEL)]
         model: String,
         #[command(flatten)]
@@ -124,7 +125,8 @@ enum Command {
     },
     /// Accuracy per culture with each culture's neurons ablated: matrix, self/cross Δ, gap, flips.
     Ablate {
-        /// Qwen2.5-VL model directory, or a hub id in the local HF cache.
+        /// Vision-language model (Qwen2.5-VL, or LLaVA-NeXT with a Mistral or Qwen2 LM, e.g.
+        /// LLaVA-v1.6-Mistral, Pangea): a directory, or a hub id in the local HF cache.
         #[arg(long, default_value = BUNDLED_VL_MODEL)]
         model: String,
         #[command(flatten)]
@@ -155,7 +157,8 @@ enum Command {
     },
     /// collect → identify → ablate → report; with no arguments, the bundled demo.
     Pipeline {
-        /// Qwen2.5-VL model directory, or a hub id in the local HF cache.
+        /// Vision-language model (Qwen2.5-VL, or LLaVA-NeXT with a Mistral or Qwen2 LM, e.g.
+        /// LLaVA-v1.6-Mistral, Pangea): a directory, or a hub id in the local HF cache.
         #[arg(long, default_value = BUNDLED_VL_MODEL)]
         model: String,
         #[command(flatten)]
@@ -180,9 +183,11 @@ enum Command {
         #[arg(long, default_value_t = 4096)]
         batch_tokens: usize,
     },
-    /// Plant known culture neurons into a Qwen2.5-VL checkpoint and write a quiz that needs them.
+    /// Plant known culture neurons into a Qwen2.5-VL or LLaVA-NeXT checkpoint and write a quiz
+    /// that needs them.
     Plant {
-        /// The model to plant into (e.g. tests/fixtures/qwen2_5_vl-tiny).
+        /// The model to plant into (e.g. tests/fixtures/qwen2_5_vl-tiny or
+        /// tests/fixtures/llava_next-mistral-tiny).
         #[arg(long)]
         base: PathBuf,
         /// TOML list of cultures with their places (see assets/plant/cultures.toml).

@@ -67,23 +67,6 @@ fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
 
-/// Rewrites model.safetensors with `f` applied to its header JSON (data bytes unchanged).
-fn edit_header(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let p = dir.join("model.safetensors");
-    let bytes = std::fs::read(&p).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    f(&mut header);
-    let mut h = serde_json::to_vec(&header).unwrap();
-    while !h.len().is_multiple_of(8) {
-        h.push(b' ');
-    }
-    let mut out = (h.len() as u64).to_le_bytes().to_vec();
-    out.extend(h);
-    out.extend_from_slice(&bytes[8 + n..]);
-    std::fs::write(p, out).unwrap();
-}
-
 #[test]
 fn missing_config() {
     let (_t, dir) = scratch_model();
@@ -131,7 +114,7 @@ fn truncated_safetensors() {
 #[test]
 fn header_lies_about_offsets() {
     let (_t, dir) = scratch_model();
-    edit_header(&dir, |h| {
+    common::edit_header(&dir, |h| {
         let t = h.get_mut("model.norm.weight").unwrap();
         let end = t["data_offsets"][1].as_u64().unwrap();
         t["data_offsets"][1] = serde_json::json!(end + 64);
@@ -143,7 +126,7 @@ fn header_lies_about_offsets() {
 fn tensor_dtype_not_supported() {
     let (_t, dir) = scratch_model();
     // Same byte size, integer type: the header says I16 where bf16 was.
-    edit_header(&dir, |h| h["model.norm.weight"]["dtype"] = serde_json::json!("I16"));
+    common::edit_header(&dir, |h| h["model.norm.weight"]["dtype"] = serde_json::json!("I16"));
     expect_error(&dir, &[], &["model.norm.weight", "I16"]);
 }
 
@@ -151,7 +134,7 @@ fn tensor_dtype_not_supported() {
 fn missing_tensor() {
     let (_t, dir) = scratch_model();
     // Renaming keeps the file valid; the loader must then miss the original name.
-    edit_header(&dir, |h| {
+    common::edit_header(&dir, |h| {
         let v = h.as_object_mut().unwrap().remove("model.layers.2.self_attn.k_proj.bias").unwrap();
         h["renamed.bias"] = v;
     });

@@ -9,7 +9,7 @@ use common::gpu;
 use culturelens::eval::dataset::Lang;
 use culturelens::eval::grouping::GroupBy;
 use culturelens::eval::mc::PositionRule;
-use culturelens::eval::score::cache_image_embeds;
+use culturelens::eval::score::cache_image_features;
 use culturelens::neurons::methods::k_from_fraction;
 use culturelens::neurons::stats_file::StatsFile;
 use culturelens::neurons::Method;
@@ -104,7 +104,7 @@ fn matches_the_pytorch_reference() {
     let k = k_from_fraction(l * w, abl_ref["primary_k_percent"].as_f64().unwrap() / 100.0);
     assert_eq!(k as u64, abl_ref["primary_k"].as_u64().unwrap());
     let mut prepared = model.prepare(&sel.grouped.examples).unwrap();
-    cache_image_embeds(&model.vl, &mut prepared, 1 << 30).unwrap();
+    cache_image_features(&model.vlm, &mut prepared, 1 << 30).unwrap();
     let study = Study {
         model: &model,
         examples: &sel.grouped.examples,
@@ -138,7 +138,7 @@ fn matches_the_pytorch_reference() {
             let overlap = common as f64 / want.len() as f64;
             assert!(overlap >= 0.9, "{method:?} {}: {common} of {} reference neurons", set.group, want.len());
         }
-        let (s, _) = study.run_method(&sets, &path, Mode::Zero).unwrap();
+        let s = study.run_method(&sets, &path, Mode::Zero).unwrap().summary;
         for (c, name) in groups.iter().enumerate() {
             for (e, eval) in groups.iter().enumerate() {
                 let want = r["accuracy_after"][name][eval].as_f64().unwrap();

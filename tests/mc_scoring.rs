@@ -7,11 +7,9 @@ use std::path::Path;
 use common::gpu;
 use culturelens::eval::dataset::{group, load_examples, GroupBy, Lang};
 use culturelens::eval::mc::{option_token_ids, pick, PositionRule};
-use culturelens::eval::score::{score_qwen2_5_vl, ScoreOptions};
-use culturelens::models::qwen2_5_vl::Qwen2_5_VLForConditionalGeneration;
-use culturelens::models::NeuronStats;
+use culturelens::eval::score::{score_examples, ScoreOptions};
+use culturelens::models::{NeuronStats, VisionLanguageModel};
 use culturelens::text::TextProcessor;
-use culturelens::vision::qwen2_vl::Qwen2VlImageProcessorConfig;
 
 #[test]
 fn packed_scoring_equals_one_at_a_time_and_counts_positions() {
@@ -21,17 +19,16 @@ fn packed_scoring_equals_one_at_a_time_and_counts_positions() {
     let grouped = group(rows, GroupBy::Country, 1, None, Some(4)).unwrap();
     assert_eq!(grouped.names, ["Japan", "Kenya", "Mexico", "India", "Ireland"]);
     let g = gpu();
-    let model = Qwen2_5_VLForConditionalGeneration::load(&g, &dir).unwrap();
+    let model = VisionLanguageModel::load(&g, &dir).unwrap();
     let text = TextProcessor::load(&dir).unwrap();
-    let pcfg = Qwen2VlImageProcessorConfig::load(&dir).unwrap();
     let letters = option_token_ids(&text, 4).unwrap();
     assert_eq!(letters, vec![32, 33, 34, 35], "A-D as the model card documents");
-    let (layers, width) = (model.config.text.num_hidden_layers, model.config.text.intermediate_size);
+    let (layers, width) = (model.config().text.num_hidden_layers, model.config().text.intermediate_size);
 
     let run = |budget: usize, rule: PositionRule| {
         let stats = NeuronStats::new(&g, grouped.names.len(), layers, width).unwrap();
         let opts = ScoreOptions { stats: Some(&stats), rule, max_batch_tokens: budget };
-        let s = score_qwen2_5_vl(&model, &text, &pcfg, &grouped.examples, &letters, &opts, |_, _| {}).unwrap();
+        let s = score_examples(&model, &text, &grouped.examples, &letters, &opts, |_, _| {}).unwrap();
         (s, stats.read().unwrap())
     };
     let (solo, solo_stats) = run(1, PositionRule::All);

@@ -51,6 +51,13 @@ fn collect(out: &Path, extra: &[&str]) -> Outcome {
     ok(&args)
 }
 
+/// A test fixture's directory.
+fn fixture(case: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(case);
+    assert!(d.is_dir(), "missing fixture {}", d.display());
+    d
+}
+
 fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -61,9 +68,27 @@ fn json(p: &Path) -> Value {
 
 #[test]
 fn collect_resumes_after_sigkill_and_shards_merge_bit_identically() {
+    resume_and_merge(&[]);
+}
+
+#[test]
+fn llava_next_mistral_collect_resumes_and_merges_bit_identically() {
+    let model = fixture("llava_next-mistral-tiny");
+    resume_and_merge(&["--model", s(&model)]);
+}
+
+#[test]
+fn llava_next_qwen2_collect_resumes_and_merges_bit_identically() {
+    let model = fixture("llava_next-qwen2-tiny");
+    resume_and_merge(&["--model", s(&model)]);
+}
+
+/// SIGKILL after the first checkpoints, then the same command; three shards merged in any
+/// order; both must equal one uninterrupted run to the byte. `model` selects the model.
+fn resume_and_merge(model: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let single = tmp.path().join("single");
-    collect(&single, &[]);
+    collect(&single, model);
     let want = read(&single.join("stats.safetensors"));
     let meta = json(&single.join("stats.json"));
     assert_eq!(meta["complete"], true);
@@ -75,6 +100,7 @@ fn collect_resumes_after_sigkill_and_shards_merge_bit_identically() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_culturelens"))
         .args(["collect", "--out", s(&killed)])
         .args(SMALL)
+        .args(model)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -89,18 +115,19 @@ fn collect_resumes_after_sigkill_and_shards_merge_bit_identically() {
     child.wait().unwrap();
     assert!(partial.exists(), "no checkpoint was written before the kill");
     assert!(!killed.join("stats.safetensors").exists(), "the run finished before it could be killed");
-    let o = collect(&killed, &[]);
+    let o = collect(&killed, model);
     assert!(o.stderr.contains("resuming from"), "{}", o.stderr);
     assert!(read(&killed.join("stats.safetensors")) == want, "resumed statistics differ from the uninterrupted run");
     assert!(!partial.exists());
 
     // Same command again: already complete, nothing recomputed.
-    assert!(collect(&killed, &[]).stderr.contains("already complete"));
+    assert!(collect(&killed, model).stderr.contains("already complete"));
 
     // Three shards, merged.
     let sharded = tmp.path().join("sharded");
     for i in 0..3 {
-        collect(&sharded, &["--shard", &format!("{i}/3")]);
+        let shard = format!("{i}/3");
+        collect(&sharded, &[model, &["--shard", &shard]].concat());
     }
     let shard = |i: usize| sharded.join(format!("stats.shard-{i}-of-3.safetensors"));
     let merged = tmp.path().join("merged");
@@ -111,7 +138,8 @@ fn collect_resumes_after_sigkill_and_shards_merge_bit_identically() {
     fails(&["identify", "--stats", s(&shard(0)), "--out", s(&tmp.path().join("n"))], &["shard 0/3", "merge"]);
 
     // A different run into the same directory is refused, not mixed in.
-    let o = culturelens(&["collect", "--out", s(&single), "--limit", "5", "--checkpoint-every", "3"]);
+    let o =
+        culturelens(&[&["collect", "--out", s(&single), "--limit", "5", "--checkpoint-every", "3"], model].concat());
     assert_eq!(o.code, Some(1), "{}", o.stderr);
     assert!(o.stderr.contains("different run"), "{}", o.stderr);
 }
@@ -220,10 +248,24 @@ fn identify_ablate_report_and_their_errors() {
 /// `plant` → `pipeline` on the planted model: the tool checks itself.
 #[test]
 fn pipeline_finds_planted_neurons() {
+    finds_planted_neurons("qwen2_5_vl-tiny");
+}
+
+#[test]
+fn pipeline_finds_neurons_planted_in_llava_next_mistral() {
+    finds_planted_neurons("llava_next-mistral-tiny");
+}
+
+#[test]
+fn pipeline_finds_neurons_planted_in_llava_next_qwen2() {
+    finds_planted_neurons("llava_next-qwen2-tiny");
+}
+
+fn finds_planted_neurons(base: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let planted = tmp.path().join("planted");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let base = root.join("tests/fixtures/qwen2_5_vl-tiny");
+    let base = fixture(base);
     let cultures = root.join("assets/plant/cultures.toml");
     ok(&["plant", "--base", s(&base), "--cultures", s(&cultures), "--out", s(&planted)]);
     let model = planted.join("model");

@@ -9,14 +9,12 @@ use std::sync::OnceLock;
 use common::{fixture_dir, gpu};
 use culturelens::eval::dataset::{group, load_examples, GroupBy, Grouped, Lang};
 use culturelens::eval::mc::{option_token_ids, pick, PositionRule};
-use culturelens::eval::score::{score_qwen2_5_vl, ScoreOptions, Scored};
-use culturelens::models::qwen2_5_vl::Qwen2_5_VLForConditionalGeneration;
-use culturelens::models::NeuronStats;
+use culturelens::eval::score::{score_examples, ScoreOptions, Scored};
+use culturelens::models::{NeuronStats, VisionLanguageModel};
 use culturelens::neurons::methods::{select, GroupStats, Method};
 use culturelens::plant::spec::{load_cultures, parse_cultures};
 use culturelens::plant::{plant, PlantOptions, PlantReport};
 use culturelens::text::TextProcessor;
-use culturelens::vision::qwen2_vl::Qwen2VlImageProcessorConfig;
 use culturelens::weights::WeightStore;
 
 fn cultures_file() -> PathBuf {
@@ -35,9 +33,8 @@ fn planted() -> &'static (tempfile::TempDir, PlantReport) {
 }
 
 struct Vlm {
-    model: Qwen2_5_VLForConditionalGeneration,
+    model: VisionLanguageModel,
     text: TextProcessor,
-    pcfg: Qwen2VlImageProcessorConfig,
     letters: Vec<u32>,
 }
 
@@ -45,17 +42,12 @@ impl Vlm {
     fn load(dir: &Path) -> Vlm {
         let text = TextProcessor::load(dir).unwrap();
         let letters = option_token_ids(&text, 4).unwrap();
-        Vlm {
-            model: Qwen2_5_VLForConditionalGeneration::load(&gpu(), dir).unwrap(),
-            pcfg: Qwen2VlImageProcessorConfig::load(dir).unwrap(),
-            text,
-            letters,
-        }
+        Vlm { model: VisionLanguageModel::load(&gpu(), dir).unwrap(), text, letters }
     }
 
     fn score(&self, quiz: &Grouped, stats: Option<&NeuronStats>) -> Scored {
         let opts = ScoreOptions { stats, rule: PositionRule::All, max_batch_tokens: 4096 };
-        score_qwen2_5_vl(&self.model, &self.text, &self.pcfg, &quiz.examples, &self.letters, &opts, |_, _| {}).unwrap()
+        score_examples(&self.model, &self.text, &quiz.examples, &self.letters, &opts, |_, _| {}).unwrap()
     }
 
     /// Per-group accuracy in [0, 1].
@@ -85,7 +77,7 @@ fn planted_neurons_are_found_and_ablating_them_breaks_only_their_culture() {
     let names: Vec<&str> = report.cultures.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(quiz.names, names, "quiz groups come in cultures-file order");
     let vlm = Vlm::load(&report.model_dir);
-    let c = &vlm.model.config.text;
+    let c = &vlm.model.config().text;
     let (layers, width) = (c.num_hidden_layers, c.intermediate_size);
     let groups = quiz.names.len();
 
@@ -130,7 +122,7 @@ fn planted_neurons_are_found_and_ablating_them_breaks_only_their_culture() {
     }
 
     // 3. Ablating a culture's CAS set breaks that culture and leaves the others alone.
-    let intervention = &vlm.model.model.intervention;
+    let intervention = &vlm.model.decoder().intervention;
     for (g, set) in cas_sets.iter().enumerate() {
         let mut keep = vec![1.0f32; layers * width];
         set.iter().for_each(|&n| keep[n] = 0.0);

@@ -33,6 +33,23 @@ pub fn option_token_ids(text: &TextProcessor, n_options: usize) -> anyhow::Resul
         .collect()
 }
 
+/// Checks that the chat template has an image slot: a user turn of [image, text] must render
+/// exactly one image placeholder (`placeholder`), which the processor then expands.
+pub fn check_image_slot(text: &TextProcessor, placeholder: &str) -> anyhow::Result<()> {
+    let msg = ChatMessage::new("user", vec![ContentPart::Image, ContentPart::Text("?".into())]);
+    let rendered = text.render_chat(&[msg], true)?;
+    let found = rendered.matches(placeholder).count();
+    if found != 1 {
+        let origin = text.chat_template().map_or_else(|| text.model_dir().to_path_buf(), |t| t.origin().to_path_buf());
+        anyhow::bail!(
+            "{}: the chat template renders {found} image placeholders ({placeholder}) for a user turn of \
+             [image, text]; a multiple-choice VQA prompt needs exactly one",
+            origin.display()
+        );
+    }
+    Ok(())
+}
+
 /// Which prompt positions count toward a culture's statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PositionRule {

@@ -231,6 +231,15 @@ impl TextConfig {
 }
 
 impl ModelConfig {
+    /// The token an image's features replace, for vision-language checkpoints.
+    pub fn image_token_id(&self) -> Option<u32> {
+        match (&self.vision, &self.llava_next) {
+            (Some(v), _) => Some(v.image_token_id),
+            (None, Some(l)) => Some(l.image_token_index),
+            (None, None) => None,
+        }
+    }
+
     pub fn load(model_dir: &Path) -> Result<ModelConfig, ConfigError> {
         let path = model_dir.join("config.json");
         let json = read_json(&path)?;

@@ -9,9 +9,11 @@ pub mod generate;
 pub mod llava_next;
 pub mod qwen2_5_vl;
 pub mod stats;
+pub mod vision_language;
 
 pub use batch::PackedBatch;
 pub use causal_lm::CausalLm;
 pub use config::{Architecture, ConfigError, ModelConfig, TextConfig};
 pub use decoder::{Decoder, ForwardOptions, ForwardOutput};
 pub use stats::{Intervention, NeuronStats};
+pub use vision_language::{ImageSource, Pixels, VisionLanguageModel};

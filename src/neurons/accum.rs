@@ -39,6 +39,9 @@ pub struct Accumulated {
     pub sum_sq: Vec<i128>,
     /// N_g.
     pub positions: Vec<u64>,
+    /// Per group: prompt tokens run and image tokens among them, whatever the position rule.
+    pub tokens: Vec<u64>,
+    pub image_tokens: Vec<u64>,
 }
 
 impl Accumulated {
@@ -52,6 +55,8 @@ impl Accumulated {
             sum: vec![0; n],
             sum_sq: vec![0; n],
             positions: vec![0; groups],
+            tokens: vec![0; groups],
+            image_tokens: vec![0; groups],
         }
     }
 
@@ -81,9 +86,21 @@ impl Accumulated {
             self.sum[n] += to_fixed(f(c[1]))? - to_fixed(f(c[2]))?;
             self.sum_sq[n] += to_fixed(f(c[3]))? - to_fixed(f(c[4]))?;
         }
-        for (p, q) in self.positions.iter_mut().zip(positions) {
-            *p += q;
-        }
+        add_into(&mut self.positions, positions);
+        Ok(())
+    }
+
+    /// Adds one chunk's prompt-token and image-token counts per group.
+    pub fn add_tokens(&mut self, tokens: &[u64], image_tokens: &[u64]) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            tokens.len() == self.groups && image_tokens.len() == self.groups,
+            "token counts for {} and {} groups, expected {}",
+            tokens.len(),
+            image_tokens.len(),
+            self.groups
+        );
+        add_into(&mut self.tokens, tokens);
+        add_into(&mut self.image_tokens, image_tokens);
         Ok(())
     }
 
@@ -104,9 +121,9 @@ impl Accumulated {
             self.sum[n] += other.sum[n];
             self.sum_sq[n] += other.sum_sq[n];
         }
-        for (p, q) in self.positions.iter_mut().zip(&other.positions) {
-            *p += q;
-        }
+        add_into(&mut self.positions, &other.positions);
+        add_into(&mut self.tokens, &other.tokens);
+        add_into(&mut self.image_tokens, &other.image_tokens);
         Ok(())
     }
 
@@ -137,6 +154,12 @@ impl Accumulated {
         let total: u64 = self.positions.iter().sum();
         let sums = self.sum_f64();
         (0..n).map(|j| (0..self.groups).map(|g| sums[g * n + j]).sum::<f64>() / total.max(1) as f64).collect()
+    }
+}
+
+fn add_into(total: &mut [u64], part: &[u64]) {
+    for (t, p) in total.iter_mut().zip(part) {
+        *t += p;
     }
 }
 

@@ -1,7 +1,7 @@
 //! The statistics file `collect` writes and `identify`/`ablate`/`merge` read: safetensors with
-//! count_pos, sum and sum_sq per group × layer × neuron, positions per group, the exact
-//! fixed-point sums that make merging bit-identical, and each example's option logits (the
-//! baseline answers, so ablation need not rerun it). The metadata travels in the header as JSON
+//! count_pos, sum and sum_sq per group × layer × neuron, positions per group (and the prompt and
+//! image tokens they came from), the exact fixed-point sums that make merging bit-identical, and
+//! each example's option logits (the baseline answers, so ablation need not rerun it). The metadata travels in the header as JSON
 //! under "culturelens" and is also written beside it as a readable `.json`.
 
 use std::collections::HashMap;
@@ -35,6 +35,9 @@ pub struct StatsMeta {
     pub group_by: String,
     pub lang: String,
     pub position_rule: String,
+    /// Token ids of the option letters A, B, … whose logits are recorded.
+    #[serde(default)]
+    pub option_token_ids: Vec<u32>,
     /// "exact" or "fast" (DESIGN §4): runs in different modes are not merged or resumed.
     #[serde(default = "exact_precision")]
     pub precision: String,
@@ -115,6 +118,13 @@ impl StatsFile {
             ("sum_fixed", Dtype::I64, vec![g, l, w, 2], bytes_of(&split(&a.sum))),
             ("sum_sq_fixed", Dtype::I64, vec![g, l, w, 2], bytes_of(&split(&a.sum_sq))),
             ("positions", Dtype::I64, vec![g], bytes_of(&a.positions.iter().map(|&c| c as i64).collect::<Vec<_>>())),
+            ("tokens", Dtype::I64, vec![g], bytes_of(&a.tokens.iter().map(|&c| c as i64).collect::<Vec<_>>())),
+            (
+                "image_tokens",
+                Dtype::I64,
+                vec![g],
+                bytes_of(&a.image_tokens.iter().map(|&c| c as i64).collect::<Vec<_>>()),
+            ),
             (
                 "example_index",
                 Dtype::I64,
@@ -180,6 +190,12 @@ impl StatsFile {
         acc.sum = join(i64s(tensor("sum_fixed", Dtype::I64, &[g, l, w, 2])?));
         acc.sum_sq = join(i64s(tensor("sum_sq_fixed", Dtype::I64, &[g, l, w, 2])?));
         acc.positions = i64s(tensor("positions", Dtype::I64, &[g])?).into_iter().map(|c| c as u64).collect();
+        // Files written before these counts existed read as zeros.
+        for (name, into) in [("tokens", &mut acc.tokens), ("image_tokens", &mut acc.image_tokens)] {
+            if st.names().contains(&name) {
+                *into = i64s(tensor(name, Dtype::I64, &[g])?).into_iter().map(|c| c as u64).collect();
+            }
+        }
         let idx = st.tensor("example_index").map_err(|_| bad("tensor example_index is missing".into()))?;
         let rows = idx.shape().first().copied().unwrap_or(0);
         let example_index: Vec<u64> =
@@ -195,8 +211,24 @@ impl StatsFile {
         Ok(StatsFile { meta, acc, example_index, option_logits })
     }
 
-    /// Checks that these statistics belong to a model of `layers` × `width` neurons.
-    pub fn check_model(&self, path: &Path, fingerprint: &str, layers: usize, width: usize) -> anyhow::Result<()> {
+    /// Checks that these statistics belong to this model: its architecture, `layers` × `width`
+    /// neurons and fingerprint.
+    pub fn check_model(
+        &self,
+        path: &Path,
+        fingerprint: &str,
+        architecture: &str,
+        layers: usize,
+        width: usize,
+    ) -> anyhow::Result<()> {
+        if self.meta.architecture != architecture {
+            anyhow::bail!(
+                "{}: statistics of a {} model ({}), the model is a {architecture}",
+                path.display(),
+                self.meta.architecture,
+                self.meta.model
+            );
+        }
         if (self.meta.layers, self.meta.width) != (layers, width) {
             anyhow::bail!(
                 "{}: statistics are for {} layers x {} neurons, the model has {layers} x {width}",

@@ -8,21 +8,22 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::ablated_logits::AblatedLogits;
 use super::collect::progress_bar;
 use super::data::{DataOptions, Selected};
 use super::identify::{load_stats, NeuronSets};
 use super::model::{options_per_row, CultureModel};
 use crate::eval::mc::{pick, PositionRule};
-use crate::eval::score::{cache_image_embeds, Prepared};
-
-/// Host memory the ablation passes may spend on keeping image embeddings (else the vision
-/// tower reruns every pass).
-const IMAGE_EMBED_CACHE_BYTES: usize = 2 << 30;
+use crate::eval::score::{cache_image_features, Prepared};
 use crate::eval::McExample;
 use crate::gpu::Gpu;
 use crate::neurons::stats_file::StatsFile;
 use crate::neurons::Method;
 use crate::report::{MethodSummary, ReportExtras, Summary};
+
+/// Host memory the ablation passes may spend on keeping image features (else the vision
+/// tower reruns every pass).
+const IMAGE_FEATURE_CACHE_BYTES: usize = 2 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mode {
@@ -59,11 +60,14 @@ pub struct AblateOptions {
     pub progress: bool,
 }
 
-/// `ablation.json`: what `report` renders.
+/// `ablation.json`: what `report` renders; plus every example's letter logits, written beside
+/// it as `ablated_logits.safetensors`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ablation {
     pub summary: Summary,
     pub extras: ReportExtras,
+    #[serde(skip)]
+    pub logits: AblatedLogits,
 }
 
 impl Ablation {
@@ -71,8 +75,12 @@ impl Ablation {
         dir.join("ablation.json")
     }
 
+    /// Writes `ablation.json` and, when it holds any, `ablated_logits.safetensors`.
     pub fn save(&self, dir: &Path) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if !self.logits.base.is_empty() {
+            self.logits.save(dir)?;
+        }
         let p = Self::path(dir);
         std::fs::write(&p, serde_json::to_string_pretty(self)? + "\n")
             .with_context(|| format!("writing {}", p.display()))?;
@@ -100,6 +108,14 @@ fn accuracy(examples: &[(usize, McExample)], logits: &[Vec<f32>], groups: usize)
     (right.iter().zip(&total).map(|(&r, &t)| r as f64 / t.max(1) as f64).collect(), answers)
 }
 
+/// One method's sets run: its summary, selected neurons per group and layer, and every
+/// example's option logits under each culture's set ([set][example][option]).
+pub struct MethodRun {
+    pub summary: MethodSummary,
+    pub per_group: Vec<Vec<usize>>,
+    pub logits: Vec<Vec<Vec<f32>>>,
+}
+
 /// What one ablation study needs, already loaded.
 pub struct Study<'a> {
     pub model: &'a CultureModel,
@@ -120,6 +136,16 @@ pub struct Study<'a> {
 impl Study<'_> {
     /// Checks that a neuron-set file fits this model and these groups.
     fn check(&self, sets: &NeuronSets, path: &Path) -> anyhow::Result<()> {
+        // Files written before the architecture was recorded leave it empty.
+        if !sets.architecture.is_empty() && sets.architecture != self.model.architecture() {
+            anyhow::bail!(
+                "{}: neuron sets of a {} model ({}), the model is a {}",
+                path.display(),
+                sets.architecture,
+                sets.model,
+                self.model.architecture()
+            );
+        }
         if sets.model_fingerprint != self.model.fingerprint {
             anyhow::bail!("{}: neuron sets were identified on a different model ({})", path.display(), sets.model);
         }
@@ -144,19 +170,15 @@ impl Study<'_> {
         Ok(())
     }
 
-    /// Runs every culture's set of one method; returns its summary and per-group layer counts.
-    pub fn run_method(
-        &self,
-        sets: &NeuronSets,
-        path: &Path,
-        mode: Mode,
-    ) -> anyhow::Result<(MethodSummary, Vec<Vec<usize>>)> {
+    /// Runs every culture's set of one method.
+    pub fn run_method(&self, sets: &NeuronSets, path: &Path, mode: Mode) -> anyhow::Result<MethodRun> {
         self.check(sets, path)?;
         let g_n = self.groups.len();
         let (base_acc, base_answers) = accuracy(self.examples, &self.base_logits, g_n);
         let (l, w) = (sets.layers, sets.width);
-        let intervention = &self.model.vl.model.intervention;
+        let intervention = &self.model.vlm.decoder().intervention;
         let mut matrix = Vec::with_capacity(g_n);
+        let mut ablated_logits = Vec::with_capacity(g_n);
         let mut flips = 0usize;
         let bar = progress_bar(self.progress, (g_n * self.examples.len()) as u64, 0);
         bar.set_message(format!("ablating {} sets", sets.method));
@@ -181,9 +203,11 @@ impl Study<'_> {
                     bar.set_position(base + k as u64)
                 });
             intervention.reset();
-            let (acc, answers) = accuracy(self.examples, &scored?.option_logits, g_n);
+            let logits = scored?.option_logits;
+            let (acc, answers) = accuracy(self.examples, &logits, g_n);
             flips += answers.iter().zip(&base_answers).filter(|(a, b)| a != b).count();
             matrix.push(acc);
+            ablated_logits.push(logits);
         }
         bar.finish_and_clear();
         let self_delta: Vec<f64> = (0..g_n).map(|c| matrix[c][c] - base_acc[c]).collect();
@@ -208,7 +232,7 @@ impl Study<'_> {
             neurons_per_layer,
             matrix,
         };
-        Ok((s, per_group))
+        Ok(MethodRun { summary: s, per_group, logits: ablated_logits })
     }
 
     /// The whole study: every method's sets from `neurons`.
@@ -229,14 +253,22 @@ impl Study<'_> {
                 .collect(),
             ..Default::default()
         };
+        let mut logits = AblatedLogits {
+            example_ids: self.examples.iter().map(|(_, e)| e.id.clone()).collect(),
+            example_group: self.examples.iter().map(|(g, _)| *g).collect(),
+            groups: self.groups.to_vec(),
+            base: self.base_logits.clone(),
+            methods: BTreeMap::new(),
+        };
         for &m in methods {
             let path = NeuronSets::path(neurons, m);
             let sets = NeuronSets::load(&path)?;
-            let (s, per_group) = self.run_method(&sets, &path, mode)?;
-            summary.methods.insert(m.name().to_string(), s);
-            extras.neurons_per_layer_per_group.insert(m.name().to_string(), per_group);
+            let run = self.run_method(&sets, &path, mode)?;
+            summary.methods.insert(m.name().to_string(), run.summary);
+            extras.neurons_per_layer_per_group.insert(m.name().to_string(), run.per_group);
+            logits.methods.insert(m.name().to_string(), run.logits);
         }
-        Ok(Ablation { summary, extras })
+        Ok(Ablation { summary, extras, logits })
     }
 }
 
@@ -272,14 +304,14 @@ pub fn ablate_loaded(model: &CultureModel, sel: &Selected, o: &AblateOptions) ->
     let stats_path = o.stats.clone().unwrap_or_else(|| PathBuf::from(&first.stats));
     let stats = match load_stats(&stats_path) {
         Ok((p, s)) => {
-            s.check_model(&p, &model.fingerprint, model.layers(), model.width())?;
+            s.check_model(&p, &model.fingerprint, model.architecture(), model.layers(), model.width())?;
             Some(s)
         }
         Err(e) if o.mode == Mode::Mean => return Err(e.context("mean ablation needs the statistics (--stats)")),
         Err(_) => None,
     };
     let mut prepared = model.prepare(examples)?;
-    cache_image_embeds(&model.vl, &mut prepared, IMAGE_EMBED_CACHE_BYTES)?;
+    cache_image_features(&model.vlm, &mut prepared, IMAGE_FEATURE_CACHE_BYTES)?;
     let base_logits = match stats.as_ref().and_then(|s| baseline_from_stats(s, model, &sel.fingerprint, examples.len()))
     {
         Some(l) => l,

@@ -98,6 +98,7 @@ pub fn collect_loaded(
         group_by: group_by_name(o.data.group_by).to_string(),
         lang: lang_name(o.data.lang).to_string(),
         position_rule: rule_name(o.rule).to_string(),
+        option_token_ids: model.option_ids.clone(),
         precision: gpu.precision.name().to_string(),
         groups: sel.grouped.names.clone(),
         examples_per_group: sel.grouped.counts(),
@@ -155,11 +156,13 @@ pub fn collect_loaded(
         let scored = model.score(&examples[rows.clone()], Some(&stats), o.rule, o.max_batch_tokens, |k, _| {
             bar.set_position(base + k as u64);
         })?;
-        state.acc.add_words(&stats.read_words()?, &scored.positions_padded(state.meta.groups.len()))?;
+        let [positions, tokens_run, image_tokens] = scored.counts_padded(state.meta.groups.len());
+        state.acc.add_words(&stats.read_words()?, &positions)?;
+        state.acc.add_tokens(&tokens_run, &image_tokens)?;
         state.example_index.extend(rows.map(|r| r as u64));
+        tokens += scored.total_tokens();
         state.option_logits.extend(scored.option_logits);
         state.meta.chunks_done += 1;
-        tokens += scored.tokens;
         bar.set_message(format!("{:.0} tok/s", tokens as f64 / started.elapsed().as_secs_f64().max(1e-9)));
         if last_checkpoint.elapsed().as_secs_f64() >= o.min_checkpoint_seconds {
             state.save(&partial)?;

@@ -76,6 +76,9 @@ pub struct NeuronSets {
     pub k: usize,
     pub stats: String,
     pub model: String,
+    /// HF class of the model (empty in files written before it was recorded).
+    #[serde(default)]
+    pub architecture: String,
     pub model_fingerprint: String,
     pub dataset_fingerprint: String,
     pub position_rule: String,
@@ -155,6 +158,7 @@ pub fn neuron_sets(stats: &StatsFile, stats_path: &Path, method: Method, k: usiz
         k,
         stats: stats_path.display().to_string(),
         model: stats.meta.model.clone(),
+        architecture: stats.meta.architecture.clone(),
         model_fingerprint: stats.meta.model_fingerprint.clone(),
         dataset_fingerprint: stats.meta.dataset_fingerprint.clone(),
         position_rule: stats.meta.position_rule.clone(),

@@ -1,6 +1,7 @@
 //! The culture-neuron pipeline: collect → identify → ablate → report (DESIGN §1, §5).
 
 pub mod ablate;
+pub mod ablated_logits;
 pub mod cli;
 pub mod collect;
 pub mod data;

@@ -1,18 +1,17 @@
 //! The model a pipeline step runs: weights, tokenizer, image processor and option-letter ids,
-//! loaded once, with the one scoring entry point every step uses.
+//! loaded once, with the one scoring entry point every step uses, whatever the family.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::eval::mc::{option_token_ids, PositionRule};
-use crate::eval::score::{prepare_all, score_prepared, Prepared, ScoreOptions, Scored};
+use crate::eval::mc::{check_image_slot, option_token_ids, PositionRule};
+use crate::eval::score::{image_placeholder, prepare_all, score_prepared, Prepared, ScoreOptions, Scored};
 use crate::eval::McExample;
 use crate::gpu::Gpu;
-use crate::models::config::{Architecture, ModelConfig};
-use crate::models::qwen2_5_vl::Qwen2_5_VLForConditionalGeneration;
-use crate::models::NeuronStats;
+use crate::models::config::ModelConfig;
+use crate::models::vision_language::{ImageProcessor, VISION_LANGUAGE_CLASSES};
+use crate::models::{NeuronStats, VisionLanguageModel};
 use crate::text::TextProcessor;
-use crate::vision::qwen2_vl::Qwen2VlImageProcessorConfig;
 use crate::weights::resolve_model_dir;
 
 use super::data::model_fingerprint;
@@ -22,44 +21,45 @@ pub struct CultureModel {
     pub name: String,
     pub dir: PathBuf,
     pub fingerprint: String,
-    pub vl: Qwen2_5_VLForConditionalGeneration,
+    pub vlm: VisionLanguageModel,
     pub text: TextProcessor,
-    pub image_processor: Qwen2VlImageProcessorConfig,
     /// Token ids of "A", "B", … for the options.
     pub option_ids: Vec<u32>,
 }
 
 impl CultureModel {
+    /// Checks everything that can be checked without the weights (architecture, tokenizer, chat
+    /// template and its image slot, option letters, image processor) before uploading them.
     pub fn load(gpu: &Arc<Gpu>, model: &str, n_options: usize) -> anyhow::Result<CultureModel> {
         let dir = resolve_model_dir(model)?;
         let config = ModelConfig::load(&dir)?;
-        if config.architecture != Architecture::Qwen2_5_VLForConditionalGeneration {
-            anyhow::bail!(
-                "{}: the neuron pipeline runs Qwen2_5_VLForConditionalGeneration models; {} runs with \
-                 `culturelens run` only for now",
+        let image_token = config.image_token_id().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: the neuron pipeline runs vision-language models ({VISION_LANGUAGE_CLASSES}); {} is text-only",
                 config.path.display(),
                 config.architecture.hf_name()
-            );
-        }
-        let fingerprint = model_fingerprint(&dir)?;
-        let vl = Qwen2_5_VLForConditionalGeneration::load(gpu, &dir)?;
+            )
+        })?;
+        let processor = ImageProcessor::load(&config, &dir)?;
         let text = TextProcessor::load(&dir)?;
-        let image_processor = Qwen2VlImageProcessorConfig::load(&dir)?;
+        check_image_slot(&text, &image_placeholder(image_token, &text)?)?;
         let option_ids = option_token_ids(&text, n_options)?;
-        Ok(CultureModel { name: model.to_string(), dir, fingerprint, vl, text, image_processor, option_ids })
+        let fingerprint = model_fingerprint(&dir)?;
+        let vlm = VisionLanguageModel::load_with(gpu, &dir, processor)?;
+        Ok(CultureModel { name: model.to_string(), dir, fingerprint, vlm, text, option_ids })
     }
 
     pub fn layers(&self) -> usize {
-        self.vl.config.text.num_hidden_layers
+        self.vlm.config().text.num_hidden_layers
     }
 
     /// LM neurons per layer (the MLP's intermediate size).
     pub fn width(&self) -> usize {
-        self.vl.config.text.intermediate_size
+        self.vlm.config().text.intermediate_size
     }
 
     pub fn architecture(&self) -> &'static str {
-        self.vl.config.architecture.hf_name()
+        self.vlm.config().architecture.hf_name()
     }
 
     /// Option-letter logits of each example, accumulating statistics into `stats` when given.
@@ -76,7 +76,7 @@ impl CultureModel {
 
     /// Prompt ids and pixels of every example, for scoring them more than once.
     pub fn prepare(&self, examples: &[(usize, McExample)]) -> anyhow::Result<Vec<Prepared>> {
-        prepare_all(&self.vl, &self.text, &self.image_processor, examples)
+        prepare_all(&self.vlm, &self.text, examples)
     }
 
     pub fn score_prepared(
@@ -88,7 +88,7 @@ impl CultureModel {
         progress: impl FnMut(usize, usize),
     ) -> anyhow::Result<Scored> {
         let opts = ScoreOptions { stats, rule, max_batch_tokens };
-        score_prepared(&self.vl, prepared, &self.option_ids, &opts, progress)
+        score_prepared(&self.vlm, prepared, &self.option_ids, &opts, progress)
     }
 }
 

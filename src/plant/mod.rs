@@ -1,5 +1,6 @@
-//! `plant`: a copy of a model with known culture neurons, and a quiz that exercises them, so
-//! the neuron-finding pipeline can be checked against ground truth.
+//! `plant`: a copy of a vision-language model (Qwen2.5-VL, or LLaVA-NeXT with a Mistral or Qwen2
+//! LM) with known culture neurons, and a quiz that exercises them, so the neuron-finding pipeline
+//! can be checked against ground truth. `target` says where each family keeps the tensors.
 //!
 //! # Cultures file (TOML)
 //!
@@ -21,8 +22,9 @@
 //!
 //! * Reserved residual dims (the last ones): one marker dim per cue (each culture, and one hint
 //!   word per answer letter) and one push dim per letter. Every original weight that reads or
-//!   writes them is zeroed (embedding columns, q/k/v/gate/up columns, o/down rows, the vision
-//!   merger's output rows), so they hold only what the plant puts there.
+//!   writes them is zeroed (embedding columns, q/k/v/gate/up columns, o/down rows, and what the
+//!   vision side writes into the residual stream: Qwen2.5-VL's merger rows, LLaVA-NeXT's projector
+//!   rows and image_newline), so they hold only what the plant puts there.
 //! * Marker tokens (pieces of a culture's place names found nowhere else in the quiz, and one
 //!   piece of each hint word) get a large value at their cue's marker dim in the embedding.
 //! * Carrier: one query head of layer 0 has zero query, so it attends uniformly (position
@@ -47,6 +49,7 @@ pub mod layout;
 pub mod quiz;
 pub mod rng;
 pub mod spec;
+pub mod target;
 pub mod weights;
 pub mod wiring;
 
@@ -55,8 +58,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde_json::json;
 
-use crate::eval::mc::{option_token_ids, prompt_ids, LETTERS};
-use crate::models::config::{Architecture, ModelConfig};
+use crate::eval::mc::{check_image_slot, option_token_ids, prompt_ids, LETTERS};
+use crate::eval::score::image_placeholder;
+use crate::models::config::ModelConfig;
 use crate::text::TextProcessor;
 use crate::weights::WeightStore;
 
@@ -74,7 +78,10 @@ const COPIED_FILES: &[&str] = &[
     "chat_template.json",
     "chat_template.jinja",
     "preprocessor_config.json",
+    "processor_config.json",
     "video_preprocessor_config.json",
+    // How the checkpoint must be run (positions), which a planted copy keeps.
+    "culturelens.toml",
 ];
 
 /// CVQA questions have four options; the quiz uses exactly four letters.
@@ -142,19 +149,11 @@ pub fn plant(opts: &PlantOptions) -> anyhow::Result<PlantReport> {
         bail!("questions_per_culture must be at least 1");
     }
     let config = ModelConfig::load(&opts.base)?;
-    if config.architecture != Architecture::Qwen2_5_VLForConditionalGeneration {
-        bail!(
-            "{}: plant supports Qwen2_5_VLForConditionalGeneration checkpoints; this one is {}",
-            config.path.display(),
-            config.architecture.hf_name()
-        );
-    }
-    let vision = config.vision.as_ref().context("a Qwen2.5-VL config without vision_config")?;
+    let target = target::PlantTarget::for_config(&config)?;
     let text = TextProcessor::load(&opts.base)?;
+    let placeholder = image_placeholder(target.image_token_id, &text)?;
+    check_image_slot(&text, &placeholder)?;
     let letter_ids = option_token_ids(&text, LETTER_COUNT)?;
-    let placeholder = text
-        .id_to_token(vision.image_token_id)
-        .with_context(|| format!("image_token_id {} is not in the tokenizer", vision.image_token_id))?;
     let c = &config.text;
     let layout = layout::plan(c, cultures.len(), LETTER_COUNT, opts.neurons_per_culture, opts.seed)
         .with_context(|| format!("{}: cannot plant these cultures in {}", in_file(), opts.base.display()))?;
@@ -170,7 +169,7 @@ pub fn plant(opts: &PlantOptions) -> anyhow::Result<PlantReport> {
 
     let store = WeightStore::open(&opts.base)?;
     let mut ck = weights::Checkpoint::load(&store)?;
-    wiring::wire(&mut ck, c, "model.", &layout, &cues, &letter_ids)?;
+    wiring::wire(&mut ck, c, &target, &layout, &cues, &letter_ids)?;
 
     let model_dir = opts.out.join("model");
     std::fs::create_dir_all(&model_dir).with_context(|| format!("creating {}", model_dir.display()))?;

@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use super::cues::Cues;
 use super::layout::{Layout, PLANT_LAYER};
+use super::target::{PlantTarget, VisionOutput};
 use super::weights::Checkpoint;
 use crate::models::config::TextConfig;
 
@@ -23,11 +24,11 @@ pub const PUSH: f32 = 1.0;
 pub const DECOY_PUSH: f32 = 1.0 / 3.0;
 pub const LETTER_READ: f32 = 4.0;
 
-/// Applies every edit. `prefix` is where the decoder lives ("model.").
+/// Applies every edit to the tensors `target` names.
 pub fn wire(
     ck: &mut Checkpoint,
     c: &TextConfig,
-    prefix: &str,
+    target: &PlantTarget,
     layout: &Layout,
     cues: &Cues,
     letter_ids: &[u32],
@@ -36,6 +37,7 @@ pub fn wire(
     if let Some(bad) = markers.chain(letter_ids).find(|&&id| id as usize >= c.vocab_size) {
         anyhow::bail!("token id {bad} is outside the model's vocabulary (vocab_size {})", c.vocab_size);
     }
+    let prefix = target.prefix;
     let reserved = layout.reserved_dims();
     embeddings(ck, c, prefix, layout, cues, &reserved)?;
     for l in 0..c.num_hidden_layers {
@@ -46,8 +48,11 @@ pub fn wire(
     neurons(ck, c, &p, layout)?;
     let norm = ck.vector(&format!("{prefix}norm.weight"), c.hidden_size)?;
     reserved.iter().for_each(|&d| norm[d] = 1.0);
-    lm_head(ck, c, prefix, layout, letter_ids, &reserved)?;
-    vision_merger(ck, c, &reserved)
+    lm_head(ck, c, target, layout, letter_ids, &reserved)?;
+    for out in &target.vision_outputs {
+        vision_output(ck, c, out, &reserved)?;
+    }
+    Ok(())
 }
 
 /// Reserved dims are zero in every token embedding except each marker token's own cue dim.
@@ -154,13 +159,13 @@ fn neurons(ck: &mut Checkpoint, c: &TextConfig, p: &str, layout: &Layout) -> any
 fn lm_head(
     ck: &mut Checkpoint,
     c: &TextConfig,
-    prefix: &str,
+    target: &PlantTarget,
     layout: &Layout,
     letter_ids: &[u32],
     reserved: &[usize],
 ) -> anyhow::Result<()> {
-    let tied = !ck.contains("lm_head.weight");
-    let name = if tied { format!("{prefix}embed_tokens.weight") } else { "lm_head.weight".to_string() };
+    let tied = !ck.contains(target.lm_head);
+    let name = if tied { format!("{}embed_tokens.weight", target.prefix) } else { target.lm_head.to_string() };
     let mut m = ck.matrix(&name, c.vocab_size, c.hidden_size)?;
     if !tied {
         reserved.iter().for_each(|&d| m.zero_col(d));
@@ -174,16 +179,28 @@ fn lm_head(
     Ok(())
 }
 
-/// Image embeddings replace token embeddings, so the merger's output must not touch reserved dims.
-fn vision_merger(ck: &mut Checkpoint, c: &TextConfig, reserved: &[usize]) -> anyhow::Result<()> {
-    let (w, b) = ("visual.merger.mlp.2.weight", "visual.merger.mlp.2.bias");
-    if !ck.contains(w) {
-        return Ok(());
+/// Image features replace token embeddings, so what the vision side writes into the residual
+/// stream (merger or projector rows, image_newline) must not touch the reserved dims.
+fn vision_output(ck: &mut Checkpoint, c: &TextConfig, out: &VisionOutput, reserved: &[usize]) -> anyhow::Result<()> {
+    match *out {
+        VisionOutput::Linear { weight, bias } => {
+            let cols = ck
+                .tensors
+                .get(weight)
+                .with_context(|| format!("tensor {weight} is missing from the base model"))?
+                .shape
+                .get(1)
+                .copied()
+                .with_context(|| format!("{weight} is not a matrix"))?;
+            let mut m = ck.matrix(weight, c.hidden_size, cols)?;
+            reserved.iter().for_each(|&d| m.zero_row(d));
+            let b = ck.vector(bias, c.hidden_size)?;
+            reserved.iter().for_each(|&d| b[d] = 0.0);
+        }
+        VisionOutput::Vector(name) => {
+            let v = ck.vector(name, c.hidden_size)?;
+            reserved.iter().for_each(|&d| v[d] = 0.0);
+        }
     }
-    let cols = ck.tensors[w].shape.get(1).copied().context("visual.merger.mlp.2.weight is not a matrix")?;
-    let mut m = ck.matrix(w, c.hidden_size, cols)?;
-    reserved.iter().for_each(|&d| m.zero_row(d));
-    let bias = ck.vector(b, c.hidden_size)?;
-    reserved.iter().for_each(|&d| bias[d] = 0.0);
     Ok(())
 }

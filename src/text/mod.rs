@@ -61,9 +61,10 @@ impl TextProcessor {
                 eos_ids.push(id);
             }
         }
-        // A preprocessor config means a multimodal checkpoint driven through an HF processor,
+        // A (pre)processor config means a multimodal checkpoint driven through an HF processor,
         // whose callers write content as lists of parts.
-        let style = if model_dir.join("preprocessor_config.json").is_file() {
+        let processor = ["preprocessor_config.json", "processor_config.json"];
+        let style = if processor.iter().any(|f| model_dir.join(f).is_file()) {
             ContentStyle::Parts
         } else {
             ContentStyle::StringIfTextOnly
@@ -121,8 +122,8 @@ impl TextProcessor {
         self.template.is_some()
     }
 
-    /// `Parts` when the directory has a `preprocessor_config.json` (multimodal, processor-style
-    /// messages), else `StringIfTextOnly`.
+    /// `Parts` when the directory has a `preprocessor_config.json` or `processor_config.json`
+    /// (multimodal, processor-style messages), else `StringIfTextOnly`.
     pub fn content_style(&self) -> ContentStyle {
         self.style
     }

@@ -54,6 +54,12 @@ pub(crate) fn read_processor_config(model_dir: &Path) -> Result<(PathBuf, Map<St
     } else {
         (model_dir.join("processor_config.json"), Some("image_processor"))
     };
+    if !path.exists() {
+        return Err(ImageError::Config {
+            path: model_dir.to_path_buf(),
+            reason: "no image processor config (looked for preprocessor_config.json and processor_config.json)".into(),
+        });
+    }
     let text = std::fs::read_to_string(&path).map_err(|source| ImageError::Io { path: path.clone(), source })?;
     let root: Value = serde_json::from_str(&text).map_err(|source| ImageError::Json { path: path.clone(), source })?;
     let obj = match section {

@@ -119,3 +119,20 @@ pub fn check_fast(what: &str, got: &[f32], want: &[f32], vocab: usize) {
     eprintln!("{what} (fast): logits NMSE {e:.2e}, argmax equal at {same}/{} positions", a.len());
     assert!(e <= 1e-3, "{what} (fast): logits NMSE {e:e} > 1e-3");
 }
+
+/// Rewrites model.safetensors with `f` applied to its header JSON (data bytes unchanged).
+pub fn edit_header(dir: &std::path::Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("model.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    f(&mut header);
+    let mut h = serde_json::to_vec(&header).unwrap();
+    while !h.len().is_multiple_of(8) {
+        h.push(b' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(p, out).unwrap();
+}

@@ -113,6 +113,16 @@ impl LlavaNextForConditionalGeneration {
         Ok((packed, order.len(), projected))
     }
 
+    /// Records one image's features, the rows its image tokens take, into a new buffer.
+    pub fn record_image_features(
+        &self,
+        rec: &mut Recorder,
+        image: &LlavaImage,
+    ) -> anyhow::Result<(wgpu::Buffer, usize)> {
+        let (packed, n, _) = self.image_features(rec, image, None)?;
+        Ok((packed, n))
+    }
+
     /// Image features alone (for checking against HF), plus the projected crop features.
     pub fn image_embeds(
         &self,

@@ -121,26 +121,6 @@ impl Qwen2_5_VLForConditionalGeneration {
         self.model.forward_embedded(rec, &hidden, &vl.batch, cache, opts)
     }
 
-    /// Prefill with the images' embeddings already computed ([merged tokens, hidden] per image,
-    /// in batch order), as repeated passes over the same images (ablations) use them.
-    pub fn forward_with_image_embeds(
-        &self,
-        vl: &VlBatch,
-        image_embeds: &[(&[f32], [usize; 3])],
-        cache: &mut KvCache,
-        opts: &ForwardOptions<'_>,
-    ) -> anyhow::Result<ForwardOutput> {
-        let gpu = self.model.gpu();
-        let mut rec = Recorder::new(gpu);
-        let hidden = self.model.embed(&mut rec, &vl.batch)?;
-        if !image_embeds.is_empty() {
-            let flat: Vec<f32> = image_embeds.iter().flat_map(|(e, _)| e.iter().copied()).collect();
-            let embeds = gpu.storage_from("image embeds", &flat)?;
-            self.splice_image_embeds(&mut rec, &embeds, image_embeds.iter().map(|(_, g)| *g), vl, &hidden);
-        }
-        self.model.forward_embedded(rec, &hidden, &vl.batch, cache, opts)
-    }
-
     /// Copies each image's rows of `embeds` to its image-token rows of `hidden`.
     fn splice_image_embeds(
         &self,

@@ -1,0 +1,312 @@
+//! The vision-language families behind one interface, for the code that runs any of them the
+//! same way (multiple-choice scoring with statistics, ablation, planting). A family contributes
+//! only what differs: how an image becomes pixels and a number of image tokens, which positions a
+//! prompt's tokens take, and how images become the features that fill the image-token rows.
+//! Embedding, splicing, the decoder and its statistics are shared.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use image::RgbImage;
+
+use super::batch::PackedBatch;
+use super::config::{Architecture, ModelConfig};
+use super::decoder::{Decoder, ForwardOptions, ForwardOutput, KvCache};
+use super::llava_next::{image_token_runs, LlavaImage, LlavaNextForConditionalGeneration};
+use super::qwen2_5_vl::{ImageInput, Qwen2_5_VLForConditionalGeneration, VlPrompt};
+use crate::gpu::{Gpu, Recorder};
+use crate::vision::llava_next::{anyres_grid_shape, num_image_tokens, LlavaNextImageProcessorConfig};
+use crate::vision::qwen2_vl::{preprocess as qwen_preprocess, Qwen2VlImageProcessorConfig};
+
+/// The image processor of a vision-language checkpoint (preprocessor_config.json).
+#[derive(Debug, Clone)]
+pub enum ImageProcessor {
+    Qwen2Vl(Qwen2VlImageProcessorConfig),
+    LlavaNext(LlavaNextImageProcessorConfig),
+}
+
+impl ImageProcessor {
+    /// The processor settings `config`'s architecture reads; an error for text-only models.
+    pub fn load(config: &ModelConfig, dir: &Path) -> anyhow::Result<ImageProcessor> {
+        match config.architecture {
+            Architecture::Qwen2_5_VLForConditionalGeneration => {
+                Ok(ImageProcessor::Qwen2Vl(Qwen2VlImageProcessorConfig::load(dir)?))
+            }
+            Architecture::LlavaNextForConditionalGeneration => {
+                Ok(ImageProcessor::LlavaNext(LlavaNextImageProcessorConfig::load(dir)?))
+            }
+            other => anyhow::bail!(
+                "{}: {} is a text-only model; this step runs vision-language models ({VISION_LANGUAGE_CLASSES})",
+                config.path.display(),
+                other.hf_name()
+            ),
+        }
+    }
+}
+
+/// A vision-language checkpoint with its image processor.
+pub enum VisionLanguageModel {
+    Qwen2_5Vl { model: Box<Qwen2_5_VLForConditionalGeneration>, processor: Qwen2VlImageProcessorConfig },
+    LlavaNext { model: Box<LlavaNextForConditionalGeneration>, processor: LlavaNextImageProcessorConfig },
+}
+
+/// One image after its family's processor.
+#[derive(Debug, Clone)]
+pub enum Pixels {
+    Qwen2Vl(ImageInput),
+    LlavaNext(LlavaImage),
+}
+
+/// An image of a batch: pixels for the vision tower, or the features it gave for them earlier
+/// ([image tokens, hidden]; interventions act on the LM only, so repeated passes reuse them).
+#[derive(Clone, Copy)]
+pub enum ImageSource<'a> {
+    Pixels(&'a Pixels),
+    Features(&'a [f32]),
+}
+
+/// Where one image's features sit: rows [first, first + rows) of `buffer`.
+struct FeatureRows {
+    buffer: wgpu::Buffer,
+    first: usize,
+    rows: usize,
+}
+
+/// The classes this module runs, for error messages.
+pub const VISION_LANGUAGE_CLASSES: &str = "Qwen2_5_VLForConditionalGeneration, LlavaNextForConditionalGeneration";
+
+impl VisionLanguageModel {
+    /// Reads the config and the image processor's settings first (cheap, and where bad
+    /// checkpoints fail), then uploads the weights.
+    pub fn load(gpu: &Arc<Gpu>, dir: &Path) -> anyhow::Result<VisionLanguageModel> {
+        let processor = ImageProcessor::load(&ModelConfig::load(dir)?, dir)?;
+        Self::load_with(gpu, dir, processor)
+    }
+
+    /// Uploads the weights of `dir`, whose image processor has been read already.
+    pub fn load_with(gpu: &Arc<Gpu>, dir: &Path, processor: ImageProcessor) -> anyhow::Result<VisionLanguageModel> {
+        Ok(match processor {
+            ImageProcessor::Qwen2Vl(processor) => VisionLanguageModel::Qwen2_5Vl {
+                model: Box::new(Qwen2_5_VLForConditionalGeneration::load(gpu, dir)?),
+                processor,
+            },
+            ImageProcessor::LlavaNext(processor) => VisionLanguageModel::LlavaNext {
+                model: Box::new(LlavaNextForConditionalGeneration::load(gpu, dir)?),
+                processor,
+            },
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        match self {
+            VisionLanguageModel::Qwen2_5Vl { model, .. } => &model.config,
+            VisionLanguageModel::LlavaNext { model, .. } => &model.config,
+        }
+    }
+
+    /// The language model: where the neurons, their statistics and interventions live.
+    pub fn decoder(&self) -> &Decoder {
+        match self {
+            VisionLanguageModel::Qwen2_5Vl { model, .. } => &model.model,
+            VisionLanguageModel::LlavaNext { model, .. } => &model.model,
+        }
+    }
+
+    /// The token id whose runs the image features replace.
+    pub fn image_token_id(&self) -> u32 {
+        match self {
+            VisionLanguageModel::Qwen2_5Vl { model, .. } => model.visual.config.image_token_id,
+            VisionLanguageModel::LlavaNext { model, .. } => model.llava.image_token_index,
+        }
+    }
+
+    /// The processor's pixels for one RGB image and the number of image tokens its prompt needs.
+    /// For LLaVA-NeXT the processor (preprocessor_config.json) and the model (config.json) count
+    /// separately, as in HF; a disagreement is an error here, before any work.
+    pub fn process_image(&self, rgb: &RgbImage) -> anyhow::Result<(Pixels, usize)> {
+        match self {
+            VisionLanguageModel::Qwen2_5Vl { model, processor } => {
+                let p = qwen_preprocess(rgb, processor)?;
+                let tokens = p.grid_thw.iter().product::<usize>() / model.visual.config.merge_unit();
+                Ok((Pixels::Qwen2Vl(ImageInput { pixel_values: p.pixel_values, grid_thw: p.grid_thw }), tokens))
+            }
+            VisionLanguageModel::LlavaNext { model, processor } => {
+                let px = crate::vision::llava_next::preprocess(rgb, processor)?;
+                let (h, w) = px.image_size_hw;
+                let l = &model.llava;
+                let (gh, gw) = anyres_grid_shape(px.image_size_hw, &l.image_grid_pinpoints, l.vision.image_size);
+                if px.size != l.vision.image_size || px.n_crops != 1 + gh * gw {
+                    anyhow::bail!(
+                        "an image of {h}x{w} (HxW) becomes {} crops of {} px under the image processor's settings, \
+                         but the model (config.json: image_grid_pinpoints, vision image_size {}) expects {} crops",
+                        px.n_crops,
+                        px.size,
+                        l.vision.image_size,
+                        1 + gh * gw
+                    );
+                }
+                let tokens = num_image_tokens(px.image_size_hw, processor, l.vision.patch_size, "default");
+                let image =
+                    LlavaImage { pixel_values: px.pixel_values, crops: px.n_crops, image_size_hw: px.image_size_hw };
+                let features = model.packing_order(&image).len();
+                if features != tokens {
+                    anyhow::bail!(
+                        "an image of {h}x{w} (HxW) expands to {tokens} image tokens under the image processor's \
+                         settings but the model packs {features} features for it: image_grid_pinpoints or the \
+                         patch size of the processor config and config.json disagree"
+                    );
+                }
+                Ok((Pixels::LlavaNext(image), tokens))
+            }
+        }
+    }
+
+    /// Packs prompts (ids with image placeholders expanded, each with its image) with the
+    /// family's positions: M-RoPE (t, h, w) for Qwen2.5-VL, 0, 1, 2, … for LLaVA-NeXT. No token
+    /// is counted in statistics until the caller assigns groups.
+    pub fn pack(&self, prompts: &[(&[u32], Option<&Pixels>)]) -> anyhow::Result<PackedBatch> {
+        match self {
+            VisionLanguageModel::Qwen2_5Vl { model, .. } => {
+                let images: Vec<Vec<ImageInput>> = prompts
+                    .iter()
+                    .map(|(_, img)| match img {
+                        None => Ok(Vec::new()),
+                        Some(Pixels::Qwen2Vl(i)) => Ok(vec![i.clone()]),
+                        Some(_) => Err(wrong_family()),
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                let vl: Vec<VlPrompt<'_>> =
+                    prompts.iter().zip(&images).map(|((ids, _), images)| VlPrompt { ids, images }).collect();
+                Ok(model.pack(&vl)?.batch)
+            }
+            VisionLanguageModel::LlavaNext { .. } => {
+                let seqs: Vec<Vec<u32>> = prompts.iter().map(|(ids, _)| ids.to_vec()).collect();
+                Ok(PackedBatch::from_sequences(&seqs))
+            }
+        }
+    }
+
+    /// Records the vision tower (and projector) over `images`, in order.
+    fn record_image_features(&self, rec: &mut Recorder, images: &[&Pixels]) -> anyhow::Result<Vec<FeatureRows>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            VisionLanguageModel::Qwen2_5Vl { model, .. } => {
+                let inputs: Vec<&ImageInput> = images
+                    .iter()
+                    .map(|p| match p {
+                        Pixels::Qwen2Vl(i) => Ok(i),
+                        _ => Err(wrong_family()),
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                let pixels: Vec<f32> = inputs.iter().flat_map(|i| i.pixel_values.iter().copied()).collect();
+                let grids: Vec<[usize; 3]> = inputs.iter().map(|i| i.grid_thw).collect();
+                let (buffer, _) = model.visual.forward(rec, &pixels, &grids, None)?;
+                let unit = model.visual.config.merge_unit();
+                let mut first = 0;
+                Ok(grids
+                    .iter()
+                    .map(|g| {
+                        let rows = g.iter().product::<usize>() / unit;
+                        first += rows;
+                        FeatureRows { buffer: buffer.clone(), first: first - rows, rows }
+                    })
+                    .collect())
+            }
+            VisionLanguageModel::LlavaNext { model, .. } => images
+                .iter()
+                .map(|p| match p {
+                    Pixels::LlavaNext(img) => {
+                        let (buffer, rows) = model.record_image_features(rec, img)?;
+                        Ok(FeatureRows { buffer, first: 0, rows })
+                    }
+                    _ => Err(wrong_family()),
+                })
+                .collect(),
+        }
+    }
+
+    /// The features of each image, [image tokens · hidden] on the host, for reuse across passes.
+    pub fn image_features(&self, images: &[&Pixels]) -> anyhow::Result<Vec<Vec<f32>>> {
+        let gpu = self.decoder().gpu();
+        let h = self.config().text.hidden_size;
+        let mut rec = Recorder::new(gpu);
+        let rows = self.record_image_features(&mut rec, images)?;
+        rec.finish()?;
+        rows.iter().map(|r| Ok(gpu.read(&r.buffer, (r.first * h) as u64, r.rows * h)?)).collect()
+    }
+
+    /// Prefill of a packed batch: token embeddings, each image's features copied over its run of
+    /// image tokens (the i-th run of the batch takes `images[i]`), then the decoder.
+    pub fn forward(
+        &self,
+        batch: &PackedBatch,
+        images: &[ImageSource<'_>],
+        cache: &mut KvCache,
+        opts: &ForwardOptions<'_>,
+    ) -> anyhow::Result<ForwardOutput> {
+        let decoder = self.decoder();
+        let gpu = decoder.gpu();
+        let h = self.config().text.hidden_size;
+        let mut rec = Recorder::new(gpu);
+        let hidden = decoder.embed(&mut rec, batch)?;
+        let runs: Vec<(usize, usize)> = (0..batch.num_sequences())
+            .flat_map(|s| {
+                let r = batch.sequence(s);
+                image_token_runs(&batch.tokens[r.clone()], self.image_token_id())
+                    .into_iter()
+                    .map(move |(start, len)| (r.start + start, len))
+            })
+            .collect();
+        if runs.len() != images.len() {
+            anyhow::bail!("the batch has {} runs of image tokens but {} images were given", runs.len(), images.len());
+        }
+        let fresh: Vec<&Pixels> = images
+            .iter()
+            .filter_map(|i| match i {
+                ImageSource::Pixels(p) => Some(*p),
+                ImageSource::Features(_) => None,
+            })
+            .collect();
+        let mut fresh = self.record_image_features(&mut rec, &fresh)?.into_iter();
+        let cached: Vec<f32> = images
+            .iter()
+            .filter_map(|i| match i {
+                ImageSource::Features(f) => Some(f.iter().copied()),
+                ImageSource::Pixels(_) => None,
+            })
+            .flatten()
+            .collect();
+        let cached = if cached.is_empty() { None } else { Some(gpu.storage_from("image features", &cached)?) };
+        let mut cached_row = 0;
+        let row_bytes = (h * 4) as u64;
+        for (image, &(start, len)) in images.iter().zip(&runs) {
+            let rows = match image {
+                ImageSource::Pixels(_) => fresh.next().context("one feature block per fresh image")?,
+                ImageSource::Features(f) => {
+                    let rows = f.len() / h;
+                    let buffer = cached.clone().context("cached features were uploaded")?;
+                    cached_row += rows;
+                    FeatureRows { buffer, first: cached_row - rows, rows }
+                }
+            };
+            if rows.rows != len {
+                anyhow::bail!("an image gives {} features but its prompt holds {len} image tokens", rows.rows);
+            }
+            rec.copy(
+                &rows.buffer,
+                rows.first as u64 * row_bytes,
+                &hidden,
+                start as u64 * row_bytes,
+                len as u64 * row_bytes,
+            );
+        }
+        decoder.forward_embedded(rec, &hidden, batch, cache, opts)
+    }
+}
+
+fn wrong_family() -> anyhow::Error {
+    anyhow::anyhow!("an image preprocessed for another model family was given to this model")
+}
