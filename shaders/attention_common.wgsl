@@ -9,7 +9,8 @@ struct Params {
     q_stride: u32,
     kv_stride: u32,
     scale: f32,
-    _pad: u32,
+    // The lane kernel's key block (offset within each query's range); unused by the others.
+    key_first: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -3,7 +3,8 @@
 // accumulators. One owner per neuron means no races and no atomics; the fixed order means the
 // same bits every run. Sums stay Kahan-compensated in the resident accumulators, which is what
 // keeps them from drifting over 10^8 positions.
-// acc layout: [group][layer][neuron] x 5 words: count (u32), sum, sum_comp, sum_sq, sum_sq_comp.
+// acc layout: [group][layer][neuron] x 5 words: count (u32), sum, sum_comp, sum_sq, sum_sq_comp,
+// for the block of groups [group_first, group_first + groups); other segments are skipped.
 // Prepended: kahan.wgsl.
 
 struct Params {
@@ -14,7 +15,7 @@ struct Params {
     seg_first: u32,
     seg_count: u32,
     zero: u32,
-    _pad: u32,
+    group_first: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,8 +37,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     for (var s = 0u; s < p.seg_count; s++) {
-        let g = segments[3u * (p.seg_first + s) + 2u];
-        if (g >= p.groups) {
+        let sg = segments[3u * (p.seg_first + s) + 2u];
+        // EXCLUDED (0xffffffff) and other blocks' groups fall outside; the subtraction wraps.
+        let g = sg - p.group_first;
+        if (sg < p.group_first || g >= p.groups) {
             continue;
         }
         let o = (s * p.width + j) * 5u;

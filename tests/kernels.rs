@@ -270,7 +270,8 @@ fn attention_packed_gqa_matches_reference() {
         [(vec![5usize, 70, 3], 6usize, 2usize, 24usize), (vec![131], 4, 1, 16), (vec![1, 2], 2, 2, 100)]
     {
         let tokens: usize = lens.iter().sum();
-        let s = attention::AttentionShape { tokens, heads, kv_heads, head_dim: hd };
+        let max_keys = *lens.iter().max().unwrap();
+        let s = attention::AttentionShape { tokens, heads, kv_heads, head_dim: hd, max_keys };
         let q = randn(&mut r, tokens * heads * hd, 2.0);
         let k = randn(&mut r, tokens * kv_heads * hd, 2.0);
         let v = randn(&mut r, tokens * kv_heads * hd, 1.0);
@@ -299,7 +300,6 @@ fn attention_windows_over_a_longer_cache_match_reference() {
     let g = gpu();
     let mut r = rng(19);
     let (tokens, rows, heads, kv_heads, hd) = (37usize, 90usize, 4usize, 2usize, 40usize);
-    let s = attention::AttentionShape { tokens, heads, kv_heads, head_dim: hd };
     let q = randn(&mut r, tokens * heads * hd, 2.0);
     let k = randn(&mut r, rows * kv_heads * hd, 2.0);
     let v = randn(&mut r, rows * kv_heads * hd, 1.0);
@@ -309,6 +309,7 @@ fn attention_windows_over_a_longer_cache_match_reference() {
             [start as u32, (start + 1 + (t * 13) % 40) as u32]
         })
         .collect();
+    let s = attention::AttentionShape { tokens, heads, kv_heads, head_dim: hd, max_keys: attention::max_keys(&ranges) };
     let bufs: Vec<_> = [&q, &k, &v].iter().map(|d| g.storage_from("t", d).unwrap()).collect();
     let rb = g.storage_from("ranges", &ranges).unwrap();
     let out = g.storage_buffer("out", (q.len() * 4) as u64).unwrap();
@@ -351,6 +352,7 @@ fn swiglu_stats_groups_exclusion_and_intervention() {
     let ub = g.storage_from("up", &up).unwrap();
     let ib = g.storage_from("iv", &interv).unwrap();
     let acc = g.storage_from("acc", &vec![0u32; acc_words]).unwrap();
+    let blocks = [swiglu::AccBlock { buffer: acc.clone(), first_group: 0, groups }];
     // Two calls (accumulators must add up across them): one dispatch pair for all segments,
     // then three segments per pair.
     for per_dispatch in [usize::MAX, 3] {
@@ -358,8 +360,7 @@ fn swiglu_stats_groups_exclusion_and_intervention() {
         let segments = segments.unwrap();
         g.write_padded(&gb, 0, bytemuck::cast_slice(&gate));
         let mut rec = Recorder::new(&g);
-        let side =
-            swiglu::SwigluSide { segments: &segments, intervention: &ib, acc: Some((&acc, groups)), layer, layers };
+        let side = swiglu::SwigluSide { segments: &segments, intervention: &ib, acc: Some(&blocks), layer, layers };
         swiglu::swiglu(&mut rec, &gb, &ub, &side, width);
         rec.finish().unwrap();
     }
@@ -416,11 +417,12 @@ fn swiglu_stats_do_not_drift_over_1e8_positions() {
     let segments = swiglu::TokenSegments::new(&g, &token_group, width, true).unwrap();
     let ib = g.storage_from("iv", &interv).unwrap();
     let acc = g.storage_from("acc", &vec![0u32; width * swiglu::ACC_WORDS]).unwrap();
+    let blocks = [swiglu::AccBlock { buffer: acc.clone(), first_group: 0, groups: 1 }];
     for _ in 0..reps {
         let mut rec = Recorder::new(&g);
         rec.copy(&gb, 0, &hb, 0, (gate.len() * 4) as u64);
         let side =
-            swiglu::SwigluSide { segments: &segments, intervention: &ib, acc: Some((&acc, 1)), layer: 0, layers: 1 };
+            swiglu::SwigluSide { segments: &segments, intervention: &ib, acc: Some(&blocks), layer: 0, layers: 1 };
         swiglu::swiglu(&mut rec, &hb, &ub, &side, width);
         rec.finish().unwrap();
     }

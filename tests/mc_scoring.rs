@@ -47,3 +47,31 @@ fn packed_scoring_equals_one_at_a_time_and_counts_positions() {
     let correct = grouped.examples.iter().zip(&packed.option_logits).filter(|((_, ex), l)| pick(l) == ex.label).count();
     assert!(correct * 100 >= grouped.examples.len() * 60, "{correct}/{} correct", grouped.examples.len());
 }
+
+/// Image features cached on the host (as ablation passes reuse them) and features computed in
+/// the same pass give the same letter logits to the bit, also when a batch mixes the two.
+#[test]
+fn cached_and_fresh_image_features_give_identical_logits() {
+    use culturelens::eval::score::{prepare_all, score_prepared};
+    use culturelens::models::Pixels;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rows = load_examples(&root.join("assets/data/mini-cvqa/test.parquet"), Lang::En).unwrap();
+    let grouped = group(rows, GroupBy::Country, 1, None, Some(2)).unwrap();
+    let g = gpu();
+    for case in ["llava_next-mistral-tiny", "qwen2_5_vl-tiny"] {
+        let dir = common::fixture_dir(case);
+        let model = VisionLanguageModel::load(&g, &dir).unwrap();
+        let text = TextProcessor::load(&dir).unwrap();
+        let letters = option_token_ids(&text, 4).unwrap();
+        let opts = ScoreOptions { stats: None, rule: PositionRule::All, max_batch_tokens: 4096 };
+        let mut prepared = prepare_all(&model, &text, &grouped.examples).unwrap();
+        let fresh = score_prepared(&model, &prepared, &letters, &opts, |_, _| {}).unwrap();
+        let half: Vec<&Pixels> = prepared.iter().step_by(2).filter_map(|p| p.image.as_ref()).collect();
+        let features = model.image_features(&half).unwrap();
+        for (p, f) in prepared.iter_mut().step_by(2).zip(features) {
+            p.image_features = Some(f);
+        }
+        let mixed = score_prepared(&model, &prepared, &letters, &opts, |_, _| {}).unwrap();
+        assert_eq!(fresh.option_logits, mixed.option_logits, "{case}: cached features change the logits");
+    }
+}

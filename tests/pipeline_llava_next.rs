@@ -1,6 +1,6 @@
 //! The culture-neuron pipeline on LLaVA-NeXT (LLaVA-v1.6-Mistral and Pangea layouts) through the
 //! binary, against what HF transformers computes for the same 300 mini-CVQA rows
-//! (tests/fixtures/pipeline-reference, made by shared/tools/llava_pipeline_reference.py):
+//! (tests/fixtures/pipeline-reference, made by the llava_pipeline_reference.py there):
 //! prompt and image-token counts, letter logits, statistics, CAS/MAD sets, the ablation matrices
 //! and every ablated example's letter logits. The weights are random, so this is about equality,
 //! not effect (the planted test in pipeline_cli.rs is about effect).
@@ -73,8 +73,9 @@ fn check_against_reference(case: &str) {
         let r = &reference["stats"][c];
         let positions = r["positions"].as_u64().unwrap();
         assert_eq!(acc.positions[g], positions, "{case} {c}: counted positions");
-        assert_eq!(acc.tokens[g], positions, "{case} {c}: prompt tokens");
-        assert_eq!(acc.image_tokens[g], r["image_positions"].as_u64().unwrap(), "{case} {c}: image tokens");
+        let counts = acc.token_counts.as_ref().expect("token counts are recorded");
+        assert_eq!(counts.tokens[g], positions, "{case} {c}: prompt tokens");
+        assert_eq!(counts.image_tokens[g], r["image_positions"].as_u64().unwrap(), "{case} {c}: image tokens");
     }
 
     // Letter logits of every example, within 1e-3 of the reference's logit range.
@@ -199,7 +200,7 @@ fn packed_collect_equals_solo_collect() {
             common::assert_close(&format!("{case}: letter logits packed vs solo"), b, a, 1e-5, 1e-5);
         }
         assert_eq!(solo.acc.positions, packed.acc.positions);
-        assert_eq!(solo.acc.image_tokens, packed.acc.image_tokens);
+        assert_eq!(solo.acc.token_counts, packed.acc.token_counts);
         assert_eq!(solo.acc.count_pos, packed.acc.count_pos, "{case}: packing changes no activation's sign");
         let (a, b) = (solo.acc.sum_f64(), packed.acc.sum_f64());
         let e = nmse(&b, &a);
@@ -222,12 +223,13 @@ fn position_rules_and_intervention_modes() {
     let image = collect("image");
     let text = collect("text");
     let last = collect("last");
-    assert_eq!(all.acc.positions, all.acc.tokens);
-    assert_eq!(image.acc.positions, all.acc.image_tokens);
-    let text_tokens: Vec<u64> = all.acc.tokens.iter().zip(&all.acc.image_tokens).map(|(t, i)| t - i).collect();
+    let counts = all.acc.token_counts.clone().expect("token counts are recorded");
+    assert_eq!(all.acc.positions, counts.tokens);
+    assert_eq!(image.acc.positions, counts.image_tokens);
+    let text_tokens: Vec<u64> = counts.tokens.iter().zip(&counts.image_tokens).map(|(t, i)| t - i).collect();
     assert_eq!(text.acc.positions, text_tokens);
     assert_eq!(last.acc.positions, vec![3; 5], "one position per row");
-    assert!(all.acc.image_tokens.iter().all(|&n| n > 0));
+    assert!(counts.image_tokens.iter().all(|&n| n > 0));
 
     let neurons = tmp.path().join("neurons");
     run(&["identify", "--stats", s(&tmp.path().join("all")), "--method", "cas,mad", "--k", "5", "--out", s(&neurons)]);

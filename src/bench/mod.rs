@@ -119,6 +119,7 @@ fn bench_attention(gpu: &Arc<Gpu>, s: &Settings) -> anyhow::Result<Row> {
         heads: c.num_attention_heads,
         kv_heads: c.num_key_value_heads,
         head_dim: c.head_dim,
+        max_keys: seq,
     };
     let q = gpu.storage_from("q", &vec![0.01f32; t * c.num_attention_heads * c.head_dim])?;
     let kv = gpu.storage_from("kv", &vec![0.01f32; t * c.num_key_value_heads * c.head_dim])?;
@@ -147,7 +148,7 @@ fn bench_swiglu(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<Row
         let side = SwigluSide {
             segments: &segments,
             intervention: &iv,
-            acc: if stats { Some((&acc.buffer, acc.groups)) } else { None },
+            acc: if stats { Some(acc.blocks()) } else { None },
             layer: 0,
             layers: 1,
         };

@@ -34,6 +34,9 @@ pub struct Prepared {
     pub image_features: Option<Vec<f32>>,
 }
 
+/// Image tokens whose features one vision-tower submission computes when caching.
+const FEATURE_BATCH_TOKENS: usize = 4096;
+
 /// Runs the vision tower once over every prepared image and keeps its output, when all of it
 /// fits in `max_bytes` of host memory; returns whether it did.
 pub fn cache_image_features(
@@ -45,12 +48,23 @@ pub fn cache_image_features(
     if rows * model.config().text.hidden_size * 4 > max_bytes {
         return Ok(false);
     }
-    for chunk in prepared.chunks_mut(64) {
+    // One submission per few images: the vision tower's buffers live until it finishes, and a
+    // 7B tower's are hundreds of MB per image.
+    let mut start = 0;
+    while start < prepared.len() {
+        let mut end = start;
+        let mut tokens = 0;
+        while end < prepared.len() && (end == start || tokens + prepared[end].image_tokens <= FEATURE_BATCH_TOKENS) {
+            tokens += prepared[end].image_tokens;
+            end += 1;
+        }
+        let chunk = &mut prepared[start..end];
         let images: Vec<&Pixels> = chunk.iter().filter_map(|p| p.image.as_ref()).collect();
         let mut features = model.image_features(&images)?.into_iter();
         for p in chunk.iter_mut().filter(|p| p.image.is_some()) {
             p.image_features = Some(features.next().context("one feature block per image")?);
         }
+        start = end;
     }
     Ok(true)
 }
@@ -119,8 +133,9 @@ impl Scored {
     }
 }
 
-/// Prompt ids and pixels of every example, checked (image decodes, template has an image
-/// slot, image-token count agrees) before any GPU work.
+/// Prompt ids and pixels of every example, checked (image decodes, the processor and the model
+/// agree on its size, the prompt's image-token count agrees) before any GPU work. The template's
+/// image slot is checked by `eval::mc::check_image_slot` (done when a `CultureModel` loads).
 pub fn prepare_all(
     model: &VisionLanguageModel,
     text: &TextProcessor,

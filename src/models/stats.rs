@@ -1,41 +1,68 @@
 use std::sync::Arc;
 
 use crate::gpu::{Gpu, GpuError};
-use crate::ops::swiglu::{NeuronSums, ACC_WORDS};
+use crate::ops::swiglu::{AccBlock, NeuronSums, ACC_WORDS};
 
 /// Resident per-neuron statistics accumulators [groups, layers, width] (DESIGN §6), filled by the
-/// fused SwiGLU kernel during forward passes and read back once, folded to f64.
+/// fused SwiGLU kernel during forward passes and read back once, folded to f64. Many cultures'
+/// accumulators are cut into blocks of whole groups, each within one storage binding.
 pub struct NeuronStats {
     pub groups: usize,
     pub layers: usize,
     pub width: usize,
-    pub(crate) buffer: wgpu::Buffer,
+    blocks: Vec<AccBlock>,
     gpu: Arc<Gpu>,
 }
 
 impl NeuronStats {
     pub fn new(gpu: &Arc<Gpu>, groups: usize, layers: usize, width: usize) -> Result<NeuronStats, GpuError> {
-        let words = groups * layers * width * ACC_WORDS;
-        let buffer = gpu.storage_buffer("neuron statistics", (words * 4) as u64)?;
-        let s = NeuronStats { groups, layers, width, buffer, gpu: gpu.clone() };
+        let per_group = (layers * width * ACC_WORDS * 4) as u64;
+        let per_block = (gpu.max_binding_bytes / per_group.max(1)) as usize;
+        if per_block == 0 {
+            return Err(GpuError::TooLarge {
+                what: format!("one culture's statistics accumulators ({layers} layers x {width} neurons)"),
+                bytes: per_group,
+                limit: gpu.max_binding_bytes,
+            });
+        }
+        let mut blocks = Vec::new();
+        for first_group in (0..groups.max(1)).step_by(per_block) {
+            let n = per_block.min(groups.max(1) - first_group);
+            let buffer = gpu.storage_buffer("neuron statistics", n as u64 * per_group)?;
+            blocks.push(AccBlock { buffer, first_group, groups: n });
+        }
+        let s = NeuronStats { groups, layers, width, blocks, gpu: gpu.clone() };
         s.reset();
         Ok(s)
     }
 
+    /// The accumulator blocks, in group order.
+    pub fn blocks(&self) -> &[AccBlock] {
+        &self.blocks
+    }
+
     pub fn reset(&self) {
-        let words = self.groups * self.layers * self.width * ACC_WORDS;
-        self.gpu.write_padded(&self.buffer, 0, bytemuck::cast_slice(&vec![0u32; words]));
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        for b in &self.blocks {
+            enc.clear_buffer(&b.buffer, 0, None);
+        }
+        self.gpu.queue.submit([enc.finish()]);
     }
 
     /// The raw accumulator words, [groups, layers, width, ACC_WORDS].
     pub fn read_words(&self) -> Result<Vec<u32>, GpuError> {
-        self.gpu.read(&self.buffer, 0, self.groups * self.layers * self.width * ACC_WORDS)
+        let per_group = self.layers * self.width * ACC_WORDS;
+        let mut words = Vec::with_capacity(self.groups * per_group);
+        for b in &self.blocks {
+            let n = b.groups.min(self.groups.saturating_sub(b.first_group));
+            words.extend(self.gpu.read::<u32>(&b.buffer, 0, n * per_group)?);
+        }
+        Ok(words)
     }
 
     /// All groups, [groups, layers, width] in that order.
     pub fn read(&self) -> Result<NeuronSums, GpuError> {
-        let words: Vec<u32> = self.gpu.read(&self.buffer, 0, self.groups * self.layers * self.width * ACC_WORDS)?;
-        Ok(NeuronSums::from_words(&words))
+        Ok(NeuronSums::from_words(&self.read_words()?))
     }
 }
 

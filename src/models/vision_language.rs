@@ -12,14 +12,15 @@ use image::RgbImage;
 
 use super::batch::PackedBatch;
 use super::config::{Architecture, ModelConfig};
-use super::decoder::{Decoder, ForwardOptions, ForwardOutput, KvCache};
+use super::decoder::{Decoder, ForwardOptions, ForwardOutput, KvCache, Splice};
 use super::llava_next::{image_token_runs, LlavaImage, LlavaNextForConditionalGeneration};
 use super::qwen2_5_vl::{ImageInput, Qwen2_5_VLForConditionalGeneration, VlPrompt};
 use crate::gpu::{Gpu, Recorder};
 use crate::vision::llava_next::{anyres_grid_shape, num_image_tokens, LlavaNextImageProcessorConfig};
 use crate::vision::qwen2_vl::{preprocess as qwen_preprocess, Qwen2VlImageProcessorConfig};
 
-/// The image processor of a vision-language checkpoint (preprocessor_config.json).
+/// The image processor of a vision-language checkpoint (preprocessor_config.json, or the
+/// `image_processor` section of processor_config.json).
 #[derive(Debug, Clone)]
 pub enum ImageProcessor {
     Qwen2Vl(Qwen2VlImageProcessorConfig),
@@ -128,7 +129,22 @@ impl VisionLanguageModel {
         match self {
             VisionLanguageModel::Qwen2_5Vl { model, processor } => {
                 let p = qwen_preprocess(rgb, processor)?;
-                let tokens = p.grid_thw.iter().product::<usize>() / model.visual.config.merge_unit();
+                let vc = &model.visual.config;
+                let patches = p.grid_thw.iter().product::<usize>();
+                // The tower keeps [patches, width] buffers (pixels, hidden states, merger input).
+                let width = vc.patch_dim().max(vc.hidden_size).max(vc.out_hidden_size / vc.merge_unit());
+                let (bytes, limit) = ((patches * width * 4) as u64, self.decoder().gpu().max_binding_bytes);
+                if bytes > limit {
+                    anyhow::bail!(
+                        "an image of {}x{} (HxW) becomes {patches} patches under max_pixels {}; the vision tower's \
+                         [patches, {width}] buffers need {bytes} bytes, past this adapter's binding limit of {limit}: \
+                         lower --max-pixels",
+                        rgb.height(),
+                        rgb.width(),
+                        processor.max_pixels
+                    );
+                }
+                let tokens = patches / vc.merge_unit();
                 Ok((Pixels::Qwen2Vl(ImageInput { pixel_values: p.pixel_values, grid_thw: p.grid_thw }), tokens))
             }
             VisionLanguageModel::LlavaNext { model, processor } => {
@@ -238,7 +254,7 @@ impl VisionLanguageModel {
         rows.iter().map(|r| Ok(gpu.read(&r.buffer, (r.first * h) as u64, r.rows * h)?)).collect()
     }
 
-    /// Prefill of a packed batch: token embeddings, each image's features copied over its run of
+    /// Prefill of a packed batch: token embeddings, each image's features over its run of
     /// image tokens (the i-th run of the batch takes `images[i]`), then the decoder.
     pub fn forward(
         &self,
@@ -251,7 +267,6 @@ impl VisionLanguageModel {
         let gpu = decoder.gpu();
         let h = self.config().text.hidden_size;
         let mut rec = Recorder::new(gpu);
-        let hidden = decoder.embed(&mut rec, batch)?;
         let runs: Vec<(usize, usize)> = (0..batch.num_sequences())
             .flat_map(|s| {
                 let r = batch.sequence(s);
@@ -281,11 +296,12 @@ impl VisionLanguageModel {
             .collect();
         let cached = if cached.is_empty() { None } else { Some(gpu.storage_from("image features", &cached)?) };
         let mut cached_row = 0;
-        let row_bytes = (h * 4) as u64;
+        let mut features = Vec::with_capacity(images.len());
         for (image, &(start, len)) in images.iter().zip(&runs) {
             let rows = match image {
                 ImageSource::Pixels(_) => fresh.next().context("one feature block per fresh image")?,
                 ImageSource::Features(f) => {
+                    anyhow::ensure!(f.len() % h == 0, "cached image features are not whole rows of {h}");
                     let rows = f.len() / h;
                     let buffer = cached.clone().context("cached features were uploaded")?;
                     cached_row += rows;
@@ -295,15 +311,13 @@ impl VisionLanguageModel {
             if rows.rows != len {
                 anyhow::bail!("an image gives {} features but its prompt holds {len} image tokens", rows.rows);
             }
-            rec.copy(
-                &rows.buffer,
-                rows.first as u64 * row_bytes,
-                &hidden,
-                start as u64 * row_bytes,
-                len as u64 * row_bytes,
-            );
+            features.push((rows, start));
         }
-        decoder.forward_embedded(rec, &hidden, batch, cache, opts)
+        let splices: Vec<Splice<'_>> = features
+            .iter()
+            .map(|(f, dst_row)| Splice { src: &f.buffer, src_row: f.first, dst_row: *dst_row, rows: f.rows })
+            .collect();
+        decoder.prefill(rec, batch, &splices, cache, opts)
     }
 }
 

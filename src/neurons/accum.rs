@@ -39,7 +39,14 @@ pub struct Accumulated {
     pub sum_sq: Vec<i128>,
     /// N_g.
     pub positions: Vec<u64>,
-    /// Per group: prompt tokens run and image tokens among them, whatever the position rule.
+    /// Per group: prompt tokens run and image tokens among them, whatever the position rule
+    /// (None for statistics written before these were counted).
+    pub token_counts: Option<TokenCounts>,
+}
+
+/// Prompt tokens and image tokens per group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenCounts {
     pub tokens: Vec<u64>,
     pub image_tokens: Vec<u64>,
 }
@@ -55,8 +62,7 @@ impl Accumulated {
             sum: vec![0; n],
             sum_sq: vec![0; n],
             positions: vec![0; groups],
-            tokens: vec![0; groups],
-            image_tokens: vec![0; groups],
+            token_counts: Some(TokenCounts { tokens: vec![0; groups], image_tokens: vec![0; groups] }),
         }
     }
 
@@ -99,8 +105,10 @@ impl Accumulated {
             image_tokens.len(),
             self.groups
         );
-        add_into(&mut self.tokens, tokens);
-        add_into(&mut self.image_tokens, image_tokens);
+        if let Some(c) = &mut self.token_counts {
+            add_into(&mut c.tokens, tokens);
+            add_into(&mut c.image_tokens, image_tokens);
+        }
         Ok(())
     }
 
@@ -122,8 +130,15 @@ impl Accumulated {
             self.sum_sq[n] += other.sum_sq[n];
         }
         add_into(&mut self.positions, &other.positions);
-        add_into(&mut self.tokens, &other.tokens);
-        add_into(&mut self.image_tokens, &other.image_tokens);
+        // Counts are known for the merge only when every part knows them.
+        self.token_counts = match (self.token_counts.take(), &other.token_counts) {
+            (Some(mut a), Some(b)) => {
+                add_into(&mut a.tokens, &b.tokens);
+                add_into(&mut a.image_tokens, &b.image_tokens);
+                Some(a)
+            }
+            _ => None,
+        };
         Ok(())
     }
 

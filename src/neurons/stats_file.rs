@@ -12,7 +12,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use super::accum::Accumulated;
+use super::accum::{Accumulated, TokenCounts};
 
 pub const FORMAT: u32 = 1;
 const META_KEY: &str = "culturelens";
@@ -70,14 +70,17 @@ impl StatsMeta {
         (0..self.chunks_total()).filter(|c| c % self.shard.1 == self.shard.0).collect()
     }
 
-    /// Whether `other` describes the same computation (progress aside).
+    /// Whether `other` describes the same computation (progress aside). Option-letter ids
+    /// compare only when both files record them (older files do not).
     pub fn same_run(&self, other: &StatsMeta) -> bool {
+        let ids_known = !self.option_token_ids.is_empty() && !other.option_token_ids.is_empty();
         let strip = |m: &StatsMeta| StatsMeta {
             chunks_done: 0,
             complete: false,
             culturelens_version: String::new(),
             model: String::new(),
             dataset: String::new(),
+            option_token_ids: if ids_known { m.option_token_ids.clone() } else { Vec::new() },
             ..m.clone()
         };
         strip(self) == strip(other)
@@ -118,13 +121,6 @@ impl StatsFile {
             ("sum_fixed", Dtype::I64, vec![g, l, w, 2], bytes_of(&split(&a.sum))),
             ("sum_sq_fixed", Dtype::I64, vec![g, l, w, 2], bytes_of(&split(&a.sum_sq))),
             ("positions", Dtype::I64, vec![g], bytes_of(&a.positions.iter().map(|&c| c as i64).collect::<Vec<_>>())),
-            ("tokens", Dtype::I64, vec![g], bytes_of(&a.tokens.iter().map(|&c| c as i64).collect::<Vec<_>>())),
-            (
-                "image_tokens",
-                Dtype::I64,
-                vec![g],
-                bytes_of(&a.image_tokens.iter().map(|&c| c as i64).collect::<Vec<_>>()),
-            ),
             (
                 "example_index",
                 Dtype::I64,
@@ -138,6 +134,12 @@ impl StatsFile {
                 bytes_of(&self.option_logits.concat()),
             ),
         ];
+        let mut tensors = tensors;
+        if let Some(c) = &a.token_counts {
+            let i64s = |v: &[u64]| bytes_of(&v.iter().map(|&c| c as i64).collect::<Vec<_>>());
+            tensors.push(("tokens", Dtype::I64, vec![g], i64s(&c.tokens)));
+            tensors.push(("image_tokens", Dtype::I64, vec![g], i64s(&c.image_tokens)));
+        }
         let views: Vec<(&str, TensorView<'_>)> = tensors
             .iter()
             .map(|(name, dt, shape, bytes)| Ok((*name, TensorView::new(*dt, shape.clone(), bytes)?)))
@@ -190,12 +192,15 @@ impl StatsFile {
         acc.sum = join(i64s(tensor("sum_fixed", Dtype::I64, &[g, l, w, 2])?));
         acc.sum_sq = join(i64s(tensor("sum_sq_fixed", Dtype::I64, &[g, l, w, 2])?));
         acc.positions = i64s(tensor("positions", Dtype::I64, &[g])?).into_iter().map(|c| c as u64).collect();
-        // Files written before these counts existed read as zeros.
-        for (name, into) in [("tokens", &mut acc.tokens), ("image_tokens", &mut acc.image_tokens)] {
-            if st.names().contains(&name) {
-                *into = i64s(tensor(name, Dtype::I64, &[g])?).into_iter().map(|c| c as u64).collect();
-            }
-        }
+        // Files written before these counts existed have neither.
+        let counts = |name: &str| -> anyhow::Result<Vec<u64>> {
+            Ok(i64s(tensor(name, Dtype::I64, &[g])?).into_iter().map(|c| c as u64).collect())
+        };
+        acc.token_counts = if st.names().contains(&"tokens") {
+            Some(TokenCounts { tokens: counts("tokens")?, image_tokens: counts("image_tokens")? })
+        } else {
+            None
+        };
         let idx = st.tensor("example_index").map_err(|_| bad("tensor example_index is missing".into()))?;
         let rows = idx.shape().first().copied().unwrap_or(0);
         let example_index: Vec<u64> =

@@ -12,7 +12,7 @@ struct Params {
     q_stride: u32,
     kv_stride: u32,
     scale: f32,
-    _pad: u32,
+    key_first: u32,
 }
 
 pub const MAX_HEAD_DIM: usize = 256;
@@ -24,7 +24,17 @@ pub struct AttentionShape {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    /// The longest key range of any query (the lane kernel walks keys in blocks).
+    pub max_keys: usize,
 }
+
+/// The longest [start, end) range of `kv_range` (2 u32 per query).
+pub fn max_keys(kv_range: &[u32]) -> usize {
+    kv_range.chunks(2).map(|r| r[1].saturating_sub(r[0]) as usize).max().unwrap_or(0)
+}
+
+/// Keys per dispatch of the lane kernel (KB in attention_lane.wgsl).
+pub const LANE_KEYS: usize = 32;
 
 /// out[t] = softmax(q[t] · K[range]ᵀ · scale) · V[range] per head, where `kv_range` holds
 /// [start, end) cache rows per query token (2 u32 per token).
@@ -70,24 +80,38 @@ pub fn attention_with(
         q_stride: (s.heads * s.head_dim) as u32,
         kv_stride: (s.kv_heads * s.head_dim) as u32,
         scale,
-        _pad: 0,
+        key_first: 0,
     };
-    rec.dispatch(
-        &pipeline,
-        &params,
-        &[
-            Binding::Whole(q),
-            Binding::Whole(k_cache),
-            Binding::Whole(v_cache),
-            Binding::Whole(kv_range),
-            Binding::Whole(out),
-        ],
-        match kernel {
-            AttentionKernel::Workgroup => row_grid(s.heads as u32, s.tokens),
-            AttentionKernel::Lane => row_grid(1, (s.heads * s.tokens).div_ceil(64)),
-            AttentionKernel::Block => row_grid(s.heads as u32, s.tokens.div_ceil(BLOCK_QUERIES)),
-        },
-    );
+    let bindings = [
+        Binding::Whole(q),
+        Binding::Whole(k_cache),
+        Binding::Whole(v_cache),
+        Binding::Whole(kv_range),
+        Binding::Whole(out),
+    ];
+    match kernel {
+        AttentionKernel::Workgroup => rec.dispatch(&pipeline, &params, &bindings, row_grid(s.heads as u32, s.tokens)),
+        AttentionKernel::Block => {
+            rec.dispatch(&pipeline, &params, &bindings, row_grid(s.heads as u32, s.tokens.div_ceil(BLOCK_QUERIES)))
+        }
+        AttentionKernel::Lane => {
+            // One dispatch per block of LANE_KEYS keys (see attention_lane.wgsl): the longest
+            // range sets how many. The running max and sum live in `ml` between them.
+            // 8 bytes per query and head: smaller than q, so within every limit q met.
+            let ml = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("attention max and sum"),
+                size: ((s.tokens * s.heads * 2 * 4) as u64).max(16),
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            let mut all = bindings.to_vec();
+            all.push(Binding::Whole(&ml));
+            for key_first in (0..s.max_keys.max(1)).step_by(LANE_KEYS) {
+                let params = Params { key_first: key_first as u32, ..params };
+                rec.dispatch(&pipeline, &params, &all, row_grid(1, (s.heads * s.tokens).div_ceil(64)));
+            }
+        }
+    }
 }
 
 /// Queries per workgroup of the block kernel (QB in attention_block.wgsl).

@@ -23,7 +23,7 @@ struct FoldParams {
     seg_first: u32,
     seg_count: u32,
     zero: u32,
-    _pad: u32,
+    group_first: u32,
 }
 
 /// Token group id meaning "not counted in the statistics".
@@ -61,7 +61,9 @@ pub struct TokenSegments {
 impl TokenSegments {
     pub fn new(gpu: &Gpu, token_group: &[u32], width: usize, stats: bool) -> Result<TokenSegments, GpuError> {
         let limit = PARTIALS_BYTES.min(gpu.limits.max_storage_buffer_binding_size as usize);
-        let per_dispatch = (limit / (width * ACC_WORDS * 4)).clamp(1, 65535);
+        // At most 32768 segments per fold: llvmpipe ends an invocation's loops after 65535
+        // iterations in all.
+        let per_dispatch = (limit / (width * ACC_WORDS * 4)).clamp(1, 32768);
         TokenSegments::with_segments_per_dispatch(gpu, token_group, width, stats, per_dispatch)
     }
 
@@ -86,14 +88,23 @@ impl TokenSegments {
     }
 }
 
+/// One block of the statistics accumulators: groups [first_group, first_group + groups), as
+/// [groups, layers, width, ACC_WORDS] u32. Accumulators of many cultures span several blocks so
+/// that none exceeds a storage binding.
+pub struct AccBlock {
+    pub buffer: wgpu::Buffer,
+    pub first_group: usize,
+    pub groups: usize,
+}
+
 /// Buffers the fused SwiGLU reads besides gate/up.
 pub struct SwigluSide<'a> {
     /// The batch's tokens cut by group (see [`TokenSegments`]).
     pub segments: &'a TokenSegments,
     /// [layers, width, 2] f32: scale, shift per neuron.
     pub intervention: &'a wgpu::Buffer,
-    /// [groups, layers, width, ACC_WORDS] u32 accumulators; None skips statistics.
-    pub acc: Option<(&'a wgpu::Buffer, usize)>,
+    /// The accumulators, in blocks of groups; None skips statistics.
+    pub acc: Option<&'a [AccBlock]>,
     pub layer: usize,
     pub layers: usize,
 }
@@ -105,7 +116,7 @@ pub fn swiglu(rec: &mut Recorder, gate: &wgpu::Buffer, up: &wgpu::Buffer, side: 
     let fold = shaders::swiglu_pipeline(&gpu, "swiglu_stats_fold", shaders::SWIGLU_STATS_FOLD);
     let segs = side.segments;
     let collect = match (side.acc, &segs.partials) {
-        (Some((acc, groups)), Some(partials)) => Some((acc, groups, partials)),
+        (Some(blocks), Some(partials)) => Some((blocks, partials)),
         (None, _) => None,
         (Some(_), None) => panic!("statistics asked of segments built without partial-sum scratch"),
     };
@@ -120,7 +131,7 @@ pub fn swiglu(rec: &mut Recorder, gate: &wgpu::Buffer, up: &wgpu::Buffer, side: 
             zero: 0,
             _pad: [0; 3],
         };
-        let partials = collect.map(|c| c.2).unwrap_or(&gpu.scratch);
+        let partials = collect.map(|c| c.1).unwrap_or(&gpu.scratch);
         rec.dispatch(
             &apply,
             &params,
@@ -133,21 +144,27 @@ pub fn swiglu(rec: &mut Recorder, gate: &wgpu::Buffer, up: &wgpu::Buffer, side: 
             ],
             [col_groups, seg_count as u32, 1],
         );
-        if let Some((acc, groups, partials)) = collect {
+        let Some((blocks, partials)) = collect else { continue };
+        let present = &segs.host[seg_first..seg_first + seg_count];
+        for block in blocks {
+            let in_block = |g: u32| (block.first_group..block.first_group + block.groups).contains(&(g as usize));
+            if !present.iter().any(|s| in_block(s[2])) {
+                continue;
+            }
             let params = FoldParams {
                 width: width as u32,
                 layer: side.layer as u32,
                 layers: side.layers as u32,
-                groups: groups as u32,
+                groups: block.groups as u32,
                 seg_first: seg_first as u32,
                 seg_count: seg_count as u32,
                 zero: 0,
-                _pad: 0,
+                group_first: block.first_group as u32,
             };
             rec.dispatch(
                 &fold,
                 &params,
-                &[Binding::Whole(&segs.buffer), Binding::Whole(partials), Binding::Whole(acc)],
+                &[Binding::Whole(&segs.buffer), Binding::Whole(partials), Binding::Whole(&block.buffer)],
                 [col_groups, 1, 1],
             );
         }

@@ -285,7 +285,8 @@ pub fn baseline_from_stats(
         && m.dataset_fingerprint == fingerprint
         && stats.example_index.len() == rows
         && stats.example_index.iter().enumerate().all(|(i, &r)| r == i as u64)
-        && stats.option_logits.first().is_none_or(|r| r.len() == model.option_ids.len());
+        && stats.option_logits.first().is_none_or(|r| r.len() == model.option_ids.len())
+        && (m.option_token_ids.is_empty() || m.option_token_ids == model.option_ids);
     same.then(|| stats.option_logits.clone())
 }
 

@@ -83,20 +83,30 @@ impl AblatedLogits {
             Ok((t.shape().to_vec(), v))
         };
         let (shape, base) = floats("base")?;
-        let (e, o) = (shape[0], shape.get(1).copied().unwrap_or(0));
+        let &[e, o] = shape.as_slice() else { return Err(bad(format!("base is {shape:?}, not [examples, options]"))) };
         anyhow::ensure!(e == example_ids.len(), bad(format!("{e} rows for {} example ids", example_ids.len())));
         let rows = |v: &[f32]| -> Vec<Vec<f32>> { v.chunks(o.max(1)).map(<[f32]>::to_vec).collect() };
         let g = st.tensor("example_group").map_err(|e| bad(format!("example_group: {e}")))?;
-        let example_group =
+        anyhow::ensure!(
+            g.dtype() == Dtype::I64 && g.shape() == [e],
+            bad(format!("example_group is {:?} {:?}, not I64 [{e}]", g.dtype(), g.shape()))
+        );
+        let example_group: Vec<usize> =
             g.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as usize).collect();
+        if let Some(bad_group) = example_group.iter().find(|&&x| x >= groups.len()) {
+            return Err(bad(format!("example_group holds {bad_group}, past the {} groups", groups.len())));
+        }
         let mut methods = BTreeMap::new();
         for name in st.names() {
             if name == "base" || name == "example_group" {
                 continue;
             }
             let (shape, v) = floats(name)?;
-            anyhow::ensure!(shape.len() == 3 && shape[1] == e && shape[2] == o, bad(format!("{name} is {shape:?}")));
-            methods.insert(name.to_string(), v.chunks(e * o.max(1)).map(rows).collect());
+            anyhow::ensure!(
+                shape == [groups.len(), e, o],
+                bad(format!("{name} is {shape:?}, not [sets, examples, options]"))
+            );
+            methods.insert(name.to_string(), v.chunks((e * o).max(1)).take(groups.len()).map(rows).collect());
         }
         Ok(AblatedLogits { example_ids, example_group, groups, base: rows(&base), methods })
     }

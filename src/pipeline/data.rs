@@ -100,12 +100,33 @@ fn fingerprint(g: &Grouped) -> String {
     hex(&h.finalize())
 }
 
-/// sha256 of config.json plus every weight file's name and size (reading 15 GB of weights to
-/// hash them would cost more than the run).
+/// Files besides config.json that change what a run computes: prompt ids (tokenizer, chat
+/// template, special tokens), image tokens (processor settings) and positions (sidecar).
+const FINGERPRINTED: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.json",
+    "chat_template.jinja",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "culturelens.toml",
+];
+
+/// sha256 of config.json, the tokenizer, template, processor and sidecar files, plus every
+/// weight file's name and size (reading 15 GB of weights to hash them would cost more than the
+/// run).
 pub fn model_fingerprint(dir: &Path) -> anyhow::Result<String> {
     let mut h = Sha256::new();
     let config = dir.join("config.json");
     h.update(std::fs::read(&config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?);
+    for name in FINGERPRINTED {
+        let p = dir.join(name);
+        if p.is_file() {
+            h.update(name.as_bytes());
+            h.update(std::fs::read(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?);
+        }
+    }
     let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
         .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
         .flatten()

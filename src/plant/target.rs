@@ -2,7 +2,7 @@
 //! the image token, and the vision outputs that land in the residual stream (which must not
 //! touch the reserved dims). The circuit itself is the same for every family.
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use crate::models::config::{Architecture, ModelConfig};
 
@@ -31,7 +31,7 @@ impl PlantTarget {
             Architecture::Qwen2_5_VLForConditionalGeneration => Ok(PlantTarget {
                 prefix: "model.",
                 lm_head: "lm_head.weight",
-                image_token_id: config.vision.as_ref().map(|v| v.image_token_id).unwrap_or_default(),
+                image_token_id: image_token(config)?,
                 vision_outputs: vec![VisionOutput::Linear {
                     weight: "visual.merger.mlp.2.weight",
                     bias: "visual.merger.mlp.2.bias",
@@ -40,7 +40,7 @@ impl PlantTarget {
             Architecture::LlavaNextForConditionalGeneration => Ok(PlantTarget {
                 prefix: "language_model.model.",
                 lm_head: "language_model.lm_head.weight",
-                image_token_id: config.llava_next.as_ref().map(|l| l.image_token_index).unwrap_or_default(),
+                image_token_id: image_token(config)?,
                 vision_outputs: vec![
                     VisionOutput::Linear {
                         weight: "multi_modal_projector.linear_2.weight",
@@ -57,4 +57,8 @@ impl PlantTarget {
             ),
         }
     }
+}
+
+fn image_token(config: &ModelConfig) -> anyhow::Result<u32> {
+    config.image_token_id().with_context(|| format!("{}: no image token id", config.path.display()))
 }

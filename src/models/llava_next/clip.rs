@@ -179,6 +179,8 @@ impl ClipVisionModel {
             heads: c.num_attention_heads,
             kv_heads: c.num_attention_heads,
             head_dim: c.head_dim(),
+            // Each crop's positions attend to each other.
+            max_keys: c.positions(),
         };
         let scale = 1.0 / (c.head_dim() as f32).sqrt();
         let residual = MatmulOut { row_offset: 0, accumulate: true };

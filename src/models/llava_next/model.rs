@@ -6,7 +6,7 @@ use super::config::LlavaNextConfig;
 use crate::gpu::{Gpu, Recorder};
 use crate::models::batch::PackedBatch;
 use crate::models::config::{Architecture, ModelConfig};
-use crate::models::decoder::{load_vector, Decoder, ForwardOptions, ForwardOutput, KvCache, Linear};
+use crate::models::decoder::{load_vector, Decoder, ForwardOptions, ForwardOutput, KvCache, Linear, Splice};
 use crate::ops::activation::activation;
 use crate::ops::gather::gather_rows;
 use crate::ops::matmul::MatmulOut;
@@ -147,16 +147,14 @@ impl LlavaNextForConditionalGeneration {
         cache: &mut KvCache,
         opts: &ForwardOptions<'_>,
     ) -> anyhow::Result<ForwardOutput> {
-        let gpu = self.model.gpu();
-        let mut rec = Recorder::new(gpu);
-        let hidden = self.model.embed(&mut rec, batch)?;
+        let mut rec = Recorder::new(self.model.gpu());
         let runs = image_token_runs(&batch.tokens, self.llava.image_token_index);
         if runs.len() != images.len() {
             anyhow::bail!("the batch has {} runs of image tokens but {} images were given", runs.len(), images.len());
         }
-        let row_bytes = (self.config.text.hidden_size * 4) as u64;
+        let mut features = Vec::with_capacity(images.len());
         for (img, &(start, len)) in images.iter().zip(&runs) {
-            let (features, n, _) = self.image_features(&mut rec, img, None)?;
+            let (buffer, n, _) = self.image_features(&mut rec, img, None)?;
             if n != len {
                 anyhow::bail!(
                     "an image of {}x{} gives {n} features but its prompt has {len} image tokens",
@@ -164,9 +162,13 @@ impl LlavaNextForConditionalGeneration {
                     img.image_size_hw.1
                 );
             }
-            rec.copy(&features, 0, &hidden, start as u64 * row_bytes, n as u64 * row_bytes);
+            features.push((buffer, start, len));
         }
-        self.model.forward_embedded(rec, &hidden, batch, cache, opts)
+        let splices: Vec<Splice<'_>> = features
+            .iter()
+            .map(|(src, dst_row, rows)| Splice { src, src_row: 0, dst_row: *dst_row, rows: *rows })
+            .collect();
+        self.model.prefill(rec, batch, &splices, cache, opts)
     }
 }
 

@@ -7,7 +7,7 @@ use super::vision::{VisionCapture, VisionTransformer};
 use crate::gpu::{Gpu, Recorder};
 use crate::models::batch::PackedBatch;
 use crate::models::config::{Architecture, ModelConfig};
-use crate::models::decoder::{Decoder, ForwardOptions, ForwardOutput, KvCache};
+use crate::models::decoder::{Decoder, ForwardOptions, ForwardOutput, KvCache, Splice};
 use crate::ops::swiglu::EXCLUDED;
 use crate::weights::WeightStore;
 
@@ -99,8 +99,8 @@ impl Qwen2_5_VLForConditionalGeneration {
         Ok(VlBatch { batch: b, image_rows, rope_deltas })
     }
 
-    /// Prefill: vision tower on every image, image embeddings spliced into the token
-    /// embeddings at the image-token rows, then the decoder.
+    /// Prefill: vision tower on every image, image embeddings spliced over the image-token
+    /// rows, then the decoder.
     pub fn forward(
         &self,
         vl: &VlBatch,
@@ -109,34 +109,25 @@ impl Qwen2_5_VLForConditionalGeneration {
         opts: &ForwardOptions<'_>,
         vision_capture: Option<&mut VisionCapture>,
     ) -> anyhow::Result<ForwardOutput> {
-        let gpu = self.model.gpu();
-        let mut rec = Recorder::new(gpu);
-        let hidden = self.model.embed(&mut rec, &vl.batch)?;
-        if !images.is_empty() {
-            let pixels: Vec<f32> = images.iter().flat_map(|i| i.pixel_values.iter().copied()).collect();
-            let grids: Vec<[usize; 3]> = images.iter().map(|i| i.grid_thw).collect();
-            let (embeds, _) = self.visual.forward(&mut rec, &pixels, &grids, vision_capture)?;
-            self.splice_image_embeds(&mut rec, &embeds, images.iter().map(|i| i.grid_thw), vl, &hidden);
+        let mut rec = Recorder::new(self.model.gpu());
+        if images.is_empty() {
+            return self.model.prefill(rec, &vl.batch, &[], cache, opts);
         }
-        self.model.forward_embedded(rec, &hidden, &vl.batch, cache, opts)
-    }
-
-    /// Copies each image's rows of `embeds` to its image-token rows of `hidden`.
-    fn splice_image_embeds(
-        &self,
-        rec: &mut Recorder,
-        embeds: &wgpu::Buffer,
-        grids: impl Iterator<Item = [usize; 3]>,
-        vl: &VlBatch,
-        hidden: &wgpu::Buffer,
-    ) {
-        let row_bytes = (self.config.text.hidden_size * 4) as u64;
+        let pixels: Vec<f32> = images.iter().flat_map(|i| i.pixel_values.iter().copied()).collect();
+        let grids: Vec<[usize; 3]> = images.iter().map(|i| i.grid_thw).collect();
+        let (embeds, _) = self.visual.forward(&mut rec, &pixels, &grids, vision_capture)?;
+        let unit = self.visual.config.merge_unit();
         let mut src_row = 0;
-        for (grid, &row) in grids.zip(&vl.image_rows) {
-            let n = grid.iter().product::<usize>() / self.visual.config.merge_unit();
-            rec.copy(embeds, src_row as u64 * row_bytes, hidden, row as u64 * row_bytes, n as u64 * row_bytes);
-            src_row += n;
-        }
+        let splices: Vec<Splice<'_>> = grids
+            .iter()
+            .zip(&vl.image_rows)
+            .map(|(g, &dst_row)| {
+                let rows = g.iter().product::<usize>() / unit;
+                src_row += rows;
+                Splice { src: &embeds, src_row: src_row - rows, dst_row, rows }
+            })
+            .collect();
+        self.model.prefill(rec, &vl.batch, &splices, cache, opts)
     }
 
     /// Image embeddings alone, [merged tokens, hidden], for checking the tower.

@@ -10,7 +10,7 @@ use crate::gpu::{Gpu, Recorder, WeightTensor};
 use crate::models::decoder::{load_vector, Linear, Mlp};
 use crate::models::Intervention;
 use crate::ops::activation::gelu;
-use crate::ops::attention::{attention, AttentionShape};
+use crate::ops::attention::{attention, max_keys, AttentionShape};
 use crate::ops::gather::gather_rows;
 use crate::ops::matmul::MatmulOut;
 use crate::ops::rmsnorm::rmsnorm;
@@ -194,8 +194,12 @@ impl VisionTransformer {
             gpu.storage_buffer("vision v", f(d))?,
             gpu.storage_buffer("vision attn", f(d))?,
         );
-        let gate = gpu.storage_buffer("vision gate", f(c.intermediate_size))?;
-        let up = gpu.storage_buffer("vision up", f(c.intermediate_size))?;
+        // The MLP's [patches, intermediate] activations run in row blocks that fit one binding.
+        let mlp_rows = ((gpu.max_binding_bytes / (c.intermediate_size as u64 * 4)) as usize).clamp(1, n);
+        let gate = gpu.storage_buffer("vision gate", (mlp_rows * c.intermediate_size * 4) as u64)?;
+        let up = gpu.storage_buffer("vision up", (mlp_rows * c.intermediate_size * 4) as u64)?;
+        let x_block =
+            if mlp_rows < n { Some(gpu.storage_buffer("vision mlp rows", (mlp_rows * d * 4) as u64)?) } else { None };
         let rows = gpu.storage_from("window order", &layout.patch_of_row)?;
         // The rotary dim is head_dim/2: its first half of frequencies follows h, the second w.
         let quarter = hd / 4;
@@ -207,7 +211,13 @@ impl VisionTransformer {
         let sin = gpu.storage_from("vision sin", &tables.sin)?;
         let window_ranges = gpu.storage_from("window ranges", &layout.window_ranges)?;
         let full_ranges = gpu.storage_from("full ranges", &layout.full_ranges)?;
-        let no_groups = TokenSegments::new(gpu, &vec![EXCLUDED; n], c.intermediate_size, false)?;
+        let no_groups = TokenSegments::new(gpu, &vec![EXCLUDED; mlp_rows], c.intermediate_size, false)?;
+        let tail = n % mlp_rows;
+        let tail_groups = if tail > 0 {
+            Some(TokenSegments::new(gpu, &vec![EXCLUDED; tail], c.intermediate_size, false)?)
+        } else {
+            None
+        };
         let capture_buf = match capture {
             Some(_) => Some(gpu.storage_buffer("vision capture", f(d) * (c.depth as u64 + 1))?),
             None => None,
@@ -215,7 +225,8 @@ impl VisionTransformer {
 
         self.patch_embed_forward(rec, &pixels, &embedded, n);
         gather_rows(rec, &embedded, &rows, &hidden, n, d);
-        let shape = AttentionShape { tokens: n, heads: c.num_heads, kv_heads: c.num_heads, head_dim: hd };
+        let max_keys = max_keys(&layout.window_ranges).max(max_keys(&layout.full_ranges));
+        let shape = AttentionShape { tokens: n, heads: c.num_heads, kv_heads: c.num_heads, head_dim: hd, max_keys };
         let scale = 1.0 / (hd as f32).sqrt();
         let residual = MatmulOut { row_offset: 0, accumulate: true };
         for (b, block) in self.blocks.iter().enumerate() {
@@ -230,17 +241,22 @@ impl VisionTransformer {
             attention(rec, &q, &k, &v, ranges, &attn, shape, scale);
             a.proj.forward(rec, &attn, &hidden, n, residual);
             rmsnorm(rec, &hidden, &block.norm2, &xn, n, d, EPS);
-            block.mlp.gate_proj.forward(rec, &xn, &gate, n, MatmulOut::default());
-            block.mlp.up_proj.forward(rec, &xn, &up, n, MatmulOut::default());
-            let side = SwigluSide {
-                segments: &no_groups,
-                intervention: &self.identity.buffer,
-                acc: None,
-                layer: 0,
-                layers: 1,
-            };
-            swiglu(rec, &gate, &up, &side, c.intermediate_size);
-            block.mlp.down_proj.forward(rec, &gate, &hidden, n, residual);
+            for r0 in (0..n).step_by(mlp_rows) {
+                let rows = mlp_rows.min(n - r0);
+                let x = match &x_block {
+                    Some(xb) => {
+                        rec.copy(&xn, (r0 * d * 4) as u64, xb, 0, (rows * d * 4) as u64);
+                        xb
+                    }
+                    None => &xn,
+                };
+                block.mlp.gate_proj.forward(rec, x, &gate, rows, MatmulOut::default());
+                block.mlp.up_proj.forward(rec, x, &up, rows, MatmulOut::default());
+                let segments = if rows == mlp_rows { &no_groups } else { tail_groups.as_ref().unwrap_or(&no_groups) };
+                let side = SwigluSide { segments, intervention: &self.identity.buffer, acc: None, layer: 0, layers: 1 };
+                swiglu(rec, &gate, &up, &side, c.intermediate_size);
+                block.mlp.down_proj.forward(rec, &gate, &hidden, rows, MatmulOut { row_offset: r0, accumulate: true });
+            }
             if let Some(cap) = &capture_buf {
                 rec.copy(&hidden, 0, cap, f(d) * (b as u64 + 1), f(d));
             }

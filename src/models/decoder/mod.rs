@@ -1,21 +1,19 @@
 //! Qwen2ForCausalLM / MistralForCausalLM (modeling_qwen2.py, modeling_mistral.py): the two share
-//! one decoder; they differ only in the q/k/v bias and Mistral's optional sliding window.
+//! one decoder; they differ only in the q/k/v bias and Mistral's optional sliding window. The
+//! forward pass itself is in `forward`.
+
+mod forward;
+
+pub use forward::Splice;
 
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 
-use super::batch::PackedBatch;
 use super::config::TextConfig;
 use super::stats::{Intervention, NeuronStats};
 use crate::gpu::{Gpu, Recorder, WeightTensor};
-use crate::ops::attention::{attention, AttentionShape};
-use crate::ops::embedding::embedding;
-use crate::ops::gather::gather_rows;
 use crate::ops::matmul::{matmul, MatmulOut};
-use crate::ops::rmsnorm::rmsnorm;
-use crate::ops::rope::{inv_freq, rope, rope_tables};
-use crate::ops::swiglu::{swiglu, SwigluSide, TokenSegments};
 use crate::weights::WeightStore;
 
 /// nn.Linear: weight [out, in] resident in its checkpoint dtype, bias widened to f32.
@@ -149,9 +147,10 @@ pub struct Decoder {
     workspace: Mutex<Option<Workspace>>,
 }
 
-/// The per-layer activation buffers of a forward of up to `tokens` tokens.
+/// The per-layer activation buffers of a forward pass over up to `tokens` tokens.
 struct Workspace {
     tokens: usize,
+    hidden: wgpu::Buffer,
     xn: wgpu::Buffer,
     q: wgpu::Buffer,
     attn: wgpu::Buffer,
@@ -248,6 +247,7 @@ impl Decoder {
         let q_dim = c.num_attention_heads * c.head_dim;
         let w = Workspace {
             tokens: t,
+            hidden: self.gpu.storage_buffer("hidden", f(c.hidden_size))?,
             xn: self.gpu.storage_buffer("normed", f(c.hidden_size))?,
             q: self.gpu.storage_buffer("q", f(q_dim))?,
             attn: self.gpu.storage_buffer("attn", f(q_dim))?,
@@ -264,9 +264,21 @@ impl Decoder {
         }
     }
 
+    /// Keys and values for `capacity` token rows. Attention reads a layer's cache through one
+    /// binding, so that is the longest a prompt (or a packed batch) can be on this adapter.
     pub fn new_cache(&self, capacity: usize) -> anyhow::Result<KvCache> {
         let c = &self.config;
-        let bytes = (capacity * c.num_key_value_heads * c.head_dim * 4) as u64;
+        let row = (c.num_key_value_heads * c.head_dim * 4) as u64;
+        let bytes = capacity as u64 * row;
+        let limit = self.gpu.limits.max_storage_buffer_binding_size as u64;
+        if bytes > limit {
+            bail!(
+                "{capacity} tokens need a KV cache of {bytes} bytes per layer, past this adapter's binding \
+                 limit of {limit} bytes: a prompt or packed batch holds at most {} tokens here (lower \
+                 --batch-tokens, or the image budget with --max-pixels)",
+                limit / row
+            );
+        }
         let mut k = Vec::new();
         let mut v = Vec::new();
         for l in 0..c.num_hidden_layers {
@@ -303,158 +315,5 @@ impl Decoder {
             total += l.input_layernorm.size() + l.post_attention_layernorm.size();
         }
         total + self.norm.size()
-    }
-
-    /// Runs `batch` through the model, appending its keys/values to `cache` (one row per token,
-    /// from cache.len), and returns what `opts` asks for. `batch.positions` must have stride 1.
-    pub fn forward(
-        &self,
-        batch: &PackedBatch,
-        cache: &mut KvCache,
-        opts: &ForwardOptions<'_>,
-    ) -> anyhow::Result<ForwardOutput> {
-        let mut rec = Recorder::new(&self.gpu);
-        let hidden = self.embed(&mut rec, batch)?;
-        self.forward_embedded(rec, &hidden, batch, cache, opts)
-    }
-
-    /// Records the token-embedding lookup of `batch` into a new [T, H] buffer.
-    pub fn embed(&self, rec: &mut Recorder, batch: &PackedBatch) -> anyhow::Result<wgpu::Buffer> {
-        let c = &self.config;
-        let t = batch.len();
-        if let Some(&bad) = batch.tokens.iter().find(|&&id| id as usize >= c.vocab_size) {
-            bail!("token id {bad} is outside the vocabulary (vocab_size {})", c.vocab_size);
-        }
-        let ids = self.gpu.storage_from("ids", &batch.tokens)?;
-        let hidden = self.gpu.storage_buffer("hidden", (t * c.hidden_size * 4) as u64)?;
-        embedding(rec, &ids, &self.embed_tokens, &hidden, t);
-        Ok(hidden)
-    }
-
-    /// The decoder stack from input embeddings already in `hidden` ([T, H]); the vision models
-    /// splice image features into `hidden` before calling this.
-    pub fn forward_embedded(
-        &self,
-        mut rec: Recorder,
-        hidden: &wgpu::Buffer,
-        batch: &PackedBatch,
-        cache: &mut KvCache,
-        opts: &ForwardOptions<'_>,
-    ) -> anyhow::Result<ForwardOutput> {
-        let c = &self.config;
-        let gpu = &self.gpu;
-        let t = batch.len();
-        batch.check()?;
-        if cache.len + t > cache.capacity {
-            bail!("KV cache holds {} rows; {} + {t} needed", cache.capacity, cache.len);
-        }
-        let rows: Vec<u32> = match &opts.logits {
-            LogitRows::All => (0..t as u32).collect(),
-            LogitRows::Rows(r) => r.clone(),
-            LogitRows::None => Vec::new(),
-        };
-        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= t) {
-            bail!("logit row {bad} is outside the batch of {t} tokens");
-        }
-        let (h, i) = (c.hidden_size, c.intermediate_size);
-        let row0 = cache.len;
-        let f = |n: usize| (t * n * 4) as u64;
-        let work = self.take_workspace(t)?;
-        let Workspace { xn, q, attn, gate, up, .. } = &work;
-        let tables = rope_tables(
-            &batch.positions,
-            batch.pos_stride,
-            &inv_freq(c.head_dim, c.rope_theta),
-            &self.rope_sections(batch.pos_stride)?,
-        );
-        let cos = gpu.storage_from("rope cos", &tables.cos)?;
-        let sin = gpu.storage_from("rope sin", &tables.sin)?;
-        let ranges = gpu.storage_from("kv ranges", &batch.kv_ranges(row0, c.sliding_window))?;
-        let segments = TokenSegments::new(gpu, &batch.token_group, i, opts.stats.is_some())?;
-        if let Some(s) = opts.stats {
-            if s.layers != c.num_hidden_layers || s.width != i {
-                bail!("statistics buffer is {}x{}, model has {}x{}", s.layers, s.width, c.num_hidden_layers, i);
-            }
-        }
-        let capture = if opts.capture_hidden {
-            Some(gpu.storage_buffer("captured hidden", f(h) * c.num_hidden_layers as u64)?)
-        } else {
-            None
-        };
-        let shape = AttentionShape {
-            tokens: t,
-            heads: c.num_attention_heads,
-            kv_heads: c.num_key_value_heads,
-            head_dim: c.head_dim,
-        };
-        let scale = 1.0 / (c.head_dim as f32).sqrt();
-        let to_cache = MatmulOut { row_offset: row0, accumulate: false };
-        let residual = MatmulOut { row_offset: 0, accumulate: true };
-        for (l, layer) in self.layers.iter().enumerate() {
-            let a = &layer.self_attn;
-            rmsnorm(&mut rec, hidden, &layer.input_layernorm, xn, t, h, c.rms_norm_eps);
-            a.q_proj.forward(&mut rec, xn, q, t, MatmulOut::default());
-            a.k_proj.forward(&mut rec, xn, &cache.k[l], t, to_cache);
-            a.v_proj.forward(&mut rec, xn, &cache.v[l], t, to_cache);
-            rope(&mut rec, &cos, &sin, q, t, c.num_attention_heads, c.head_dim, 0);
-            rope(&mut rec, &cos, &sin, &cache.k[l], t, c.num_key_value_heads, c.head_dim, row0);
-            attention(&mut rec, q, &cache.k[l], &cache.v[l], &ranges, attn, shape, scale);
-            a.o_proj.forward(&mut rec, attn, hidden, t, residual);
-            let m = &layer.mlp;
-            rmsnorm(&mut rec, hidden, &layer.post_attention_layernorm, xn, t, h, c.rms_norm_eps);
-            m.gate_proj.forward(&mut rec, xn, gate, t, MatmulOut::default());
-            m.up_proj.forward(&mut rec, xn, up, t, MatmulOut::default());
-            let side = SwigluSide {
-                segments: &segments,
-                intervention: &self.intervention.buffer,
-                acc: opts.stats.map(|s| (&s.buffer, s.groups)),
-                layer: l,
-                layers: c.num_hidden_layers,
-            };
-            swiglu(&mut rec, gate, up, &side, i);
-            m.down_proj.forward(&mut rec, gate, hidden, t, residual);
-            if let Some(cap) = &capture {
-                rec.copy(hidden, 0, cap, f(h) * l as u64, f(h));
-            }
-        }
-        let mut out = ForwardOutput::default();
-        if opts.capture_hidden {
-            rmsnorm(&mut rec, hidden, &self.norm, xn, t, h, c.rms_norm_eps);
-        }
-        rec.finish()?;
-        cache.len += t;
-        if let Some(cap) = &capture {
-            let all: Vec<f32> = gpu.read(cap, 0, c.num_hidden_layers * t * h)?;
-            out.hidden_states = all.chunks(t * h).map(|s| s.to_vec()).collect();
-            out.final_hidden = gpu.read(xn, 0, t * h)?;
-        }
-        self.keep_workspace(work);
-        out.logits = self.lm_head_rows(hidden, &rows)?;
-        Ok(out)
-    }
-
-    /// final norm + lm_head on the chosen rows of the residual stream, in blocks that fit one
-    /// binding of [rows, vocab] f32.
-    fn lm_head_rows(&self, hidden: &wgpu::Buffer, rows: &[u32]) -> anyhow::Result<Vec<f32>> {
-        let c = &self.config;
-        let gpu = &self.gpu;
-        let (h, v) = (c.hidden_size, c.vocab_size);
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        let block = ((gpu.limits.max_storage_buffer_binding_size as usize / (v * 4)).max(1)).min(rows.len().max(1));
-        let mut logits = Vec::with_capacity(rows.len() * v);
-        for chunk in rows.chunks(block) {
-            let n = chunk.len();
-            let idx = gpu.storage_from("logit rows", chunk)?;
-            let picked = gpu.storage_buffer("picked", (n * h * 4) as u64)?;
-            let normed = gpu.storage_buffer("picked normed", (n * h * 4) as u64)?;
-            let out = gpu.storage_buffer("logits", (n * v * 4) as u64)?;
-            let mut rec = Recorder::new(gpu);
-            gather_rows(&mut rec, hidden, &idx, &picked, n, h);
-            rmsnorm(&mut rec, &picked, &self.norm, &normed, n, h, c.rms_norm_eps);
-            matmul(&mut rec, &normed, head, None, &out, n, MatmulOut::default());
-            rec.finish()?;
-            logits.extend(gpu.read::<f32>(&out, 0, n * v)?);
-        }
-        Ok(logits)
     }
 }
