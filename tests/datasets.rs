@@ -33,20 +33,20 @@ fn mini_cvqa_counts_first_row_and_images() {
     assert_eq!((e.language.as_str(), e.country.as_str()), ("Japanese", "Japan"));
     assert_eq!(e.question, "In Japan, which dish is traditionally served on a cloth with this pattern?");
     assert_eq!(e.options, s(&["rice", "bread", "soup", "fruit"]));
-    assert_eq!(e.label, 2);
+    assert_eq!(e.label, Some(2));
     assert_eq!(e.category, "Cooking and food");
     for (i, ex) in en.iter().enumerate() {
         let img = ex.image.as_ref().unwrap_or_else(|| panic!("row {i} has no image"));
         assert!(img.starts_with(PNG), "row {i} ({}) is not a PNG", ex.id);
         assert_eq!(ex.options.len(), 4);
-        assert!(ex.label < 4);
+        assert!(ex.label.is_some_and(|l| l < 4));
     }
     // 60 per culture, in culture order, labels balanced 15/15/15/15 per culture.
     for (k, (lang, country)) in CULTURES.iter().enumerate() {
         let rows = &en[k * 60..(k + 1) * 60];
         assert!(rows.iter().all(|r| r.language == *lang && r.country == *country), "{country}");
         let mut labels = [0; 4];
-        rows.iter().for_each(|r| labels[r.label] += 1);
+        rows.iter().for_each(|r| labels[r.label.unwrap()] += 1);
         assert_eq!(labels, [15; 4], "{country}");
     }
     let ids: std::collections::HashSet<_> = en.iter().map(|e| &e.id).collect();
@@ -161,7 +161,7 @@ fn write_jsonl(dir: &Path, rows: &[McExample]) -> PathBuf {
             country: ex.country.clone(),
             question: ex.question.clone(),
             options: ex.options.clone(),
-            label: ex.label as i64,
+            label: ex.label.map(|l| l as i64),
             image,
             category: Some(ex.category.clone()),
         };
@@ -187,7 +187,7 @@ fn jsonl_round_trip() {
     fs::write(&p, "\n{\"id\":\"x1\",\"language\":\"Irish\",\"country\":\"Ireland\",\"question\":\"q?\",\"options\":[\"a\",\"b\",\"c\",\"d\"],\"label\":3}\n\n").unwrap();
     let v = load_examples(&p, Lang::En).unwrap();
     assert_eq!(v.len(), 1);
-    assert_eq!((v[0].label, v[0].image.is_none(), v[0].category.as_str()), (3, true, ""));
+    assert_eq!((v[0].label, v[0].image.is_none(), v[0].category.as_str()), (Some(3), true, ""));
 }
 
 fn jsonl_err(body: &str) -> (DatasetError, String) {
@@ -223,17 +223,17 @@ fn jsonl_errors() {
 
     let (err, msg) = jsonl_err(&format!(
         "{OK_LINE}\n{}\n",
-        r#"{"id":"neg","language":"L","country":"C","question":"q","options":["a","b","c","d"],"label":-1}"#
+        r#"{"id":"neg","language":"L","country":"C","question":"q","options":["a","b","c","d"],"label":-2}"#
     ));
-    assert!(matches!(err, DatasetError::LabelOutOfRange { label: -1, .. }), "{err:?}");
+    assert!(matches!(err, DatasetError::LabelOutOfRange { label: -2, .. }), "{err:?}");
     assert!(msg.contains("neg"), "{msg}");
 
     let (err, msg) = jsonl_err(&format!(
         "{OK_LINE}\n{}\n",
         r#"{"id":"i","language":"L","country":"C","question":"q","options":["a","b","c","d"],"label":1,"image":"nope/missing.png"}"#
     ));
-    assert!(matches!(err, DatasetError::MissingImage { line: 2, .. }), "{err:?}");
-    assert!(msg.contains("missing.png") && msg.contains(":2"), "{msg}");
+    assert!(matches!(err, DatasetError::MissingImage { ref row, .. } if row.contains("line 2")), "{err:?}");
+    assert!(msg.contains("missing.png") && msg.contains("line 2"), "{msg}");
 }
 
 #[test]
@@ -438,7 +438,7 @@ fn parquet_written_here_reads_back() {
     let v = load_examples(&p, Lang::En).unwrap();
     assert_eq!(v.len(), 2);
     assert_eq!(v[0].image.as_deref(), Some(img));
-    assert_eq!((v[0].label, v[0].category.as_str()), (3, "")); // no Category column: empty
+    assert_eq!((v[0].label, v[0].category.as_str()), (Some(3), "")); // no Category column: empty
     assert_eq!(v[1].image, None); // null image kept as None
     assert_eq!((v[1].language.as_str(), v[1].country.as_str(), v[1].options.len()), ("Ma'di", "Uganda", 5));
 }
@@ -456,9 +456,6 @@ fn parquet_err(rows: &[write::Row], omit: Option<&str>, lang: Lang) -> (DatasetE
 #[test]
 fn parquet_errors() {
     let ok = || row("ok1", "('Irish', 'Ireland')", vec!["a", "b", "c", "d"], 0, None);
-    let (err, msg) = parquet_err(&[ok()], Some("Label"), Lang::En);
-    assert!(matches!(err, DatasetError::MissingColumn { ref column, .. } if column == "Label"), "{err:?}");
-    assert!(msg.contains("`Label`"), "{msg}");
     // The English-only file lacks the native columns.
     let (err, _) = parquet_err(&[ok()], None, Lang::Native);
     assert!(matches!(err, DatasetError::MissingColumn { ref column, .. } if column == "Question"), "{err:?}");
@@ -490,6 +487,7 @@ fn pipeline_rows_without_or_with_broken_images() {
     let png = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2_5_vl-tiny/image.png")).unwrap();
     let opts = |p: &Path| DataOptions {
         data: p.display().to_string(),
+        split: None,
         group_by: GroupBy::Country,
         lang: Lang::En,
         min_per_group: 1,

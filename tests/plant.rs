@@ -59,7 +59,7 @@ impl Vlm {
 fn accuracy(quiz: &Grouped, s: &Scored) -> Vec<f64> {
     let mut right = vec![0usize; quiz.names.len()];
     for ((g, ex), logits) in quiz.examples.iter().zip(&s.option_logits) {
-        right[*g] += (pick(logits) == ex.label) as usize;
+        right[*g] += (Some(pick(logits)) == ex.label) as usize;
     }
     right.iter().zip(quiz.counts()).map(|(&r, n)| r as f64 / n as f64).collect()
 }
@@ -182,7 +182,7 @@ fn outputs_are_a_complete_model_dir_a_manifest_and_a_cvqa_quiz() {
         assert_eq!(rows.len(), 5 * 24);
         for r in &rows {
             let c = report.cultures.iter().find(|c| c.name == r.country).unwrap();
-            assert_eq!(r.label, c.letter);
+            assert_eq!(r.label, Some(c.letter));
             assert_eq!(r.options.len(), 4);
             assert!(r.image.is_some() && !r.category.is_empty());
         }

@@ -9,8 +9,9 @@ pub struct McExample {
     /// In the language chosen at load time (`--lang en` → Translated Question / Options).
     pub question: String,
     pub options: Vec<String>,
-    /// Index of the correct option, 0..options.len().
-    pub label: usize,
+    /// Index of the correct option, 0..options.len(); None where the label is hidden
+    /// (leaderboard test splits).
+    pub label: Option<usize>,
     /// Encoded image bytes (PNG/JPEG/…), decoded only when the example is run.
     pub image: Option<Vec<u8>>,
     pub category: String,

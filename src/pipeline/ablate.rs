@@ -13,7 +13,8 @@ use super::collect::progress_bar;
 use super::data::{DataOptions, Selected};
 use super::identify::{load_stats, NeuronSets};
 use super::model::{options_per_row, CultureModel};
-use crate::eval::mc::{pick, PositionRule};
+use super::outcome::{labelled_per_group, Metric, MetricFor, Outcome};
+use crate::eval::mc::PositionRule;
 use crate::eval::score::{cache_image_features, Prepared};
 use crate::eval::McExample;
 use crate::gpu::Gpu;
@@ -94,20 +95,6 @@ impl Ablation {
     }
 }
 
-/// Per-culture accuracy of the answers in `logits`.
-fn accuracy(examples: &[(usize, McExample)], logits: &[Vec<f32>], groups: usize) -> (Vec<f64>, Vec<usize>) {
-    let mut right = vec![0usize; groups];
-    let mut total = vec![0usize; groups];
-    let mut answers = Vec::with_capacity(examples.len());
-    for ((g, ex), l) in examples.iter().zip(logits) {
-        let a = pick(&l[..ex.options.len().min(l.len())]);
-        answers.push(a);
-        total[*g] += 1;
-        right[*g] += (a == ex.label) as usize;
-    }
-    (right.iter().zip(&total).map(|(&r, &t)| r as f64 / t.max(1) as f64).collect(), answers)
-}
-
 /// One method's sets run: its summary, selected neurons per group and layer, and every
 /// example's option logits under each culture's set ([set][example][option]).
 pub struct MethodRun {
@@ -174,10 +161,12 @@ impl Study<'_> {
     pub fn run_method(&self, sets: &NeuronSets, path: &Path, mode: Mode) -> anyhow::Result<MethodRun> {
         self.check(sets, path)?;
         let g_n = self.groups.len();
-        let (base_acc, base_answers) = accuracy(self.examples, &self.base_logits, g_n);
+        let metric = Metric::for_rows(self.examples, g_n);
+        let unablated = Outcome::of(self.examples, &self.base_logits, &self.base_logits, g_n);
+        let base_value = unablated.metric(metric).to_vec();
         let (l, w) = (sets.layers, sets.width);
         let intervention = &self.model.vlm.decoder().intervention;
-        let mut matrix = Vec::with_capacity(g_n);
+        let (mut matrix, mut kept, mut prob_drop) = (Vec::new(), Vec::new(), Vec::new());
         let mut ablated_logits = Vec::with_capacity(g_n);
         let mut flips = 0usize;
         let bar = progress_bar(self.progress, (g_n * self.examples.len()) as u64, 0);
@@ -204,16 +193,19 @@ impl Study<'_> {
                 });
             intervention.reset();
             let logits = scored?.option_logits;
-            let (acc, answers) = accuracy(self.examples, &logits, g_n);
-            flips += answers.iter().zip(&base_answers).filter(|(a, b)| a != b).count();
-            matrix.push(acc);
+            let o = Outcome::of(self.examples, &self.base_logits, &logits, g_n);
+            flips += o.answers.iter().zip(&unablated.answers).filter(|(a, b)| a != b).count();
+            matrix.push(o.metric(metric).to_vec());
+            kept.push(o.kept);
+            prob_drop.push(o.prob_drop);
             ablated_logits.push(logits);
         }
         bar.finish_and_clear();
-        let self_delta: Vec<f64> = (0..g_n).map(|c| matrix[c][c] - base_acc[c]).collect();
+        let self_delta: Vec<f64> = (0..g_n).map(|c| matrix[c][c] - base_value[c]).collect();
         let cross_delta: Vec<f64> = (0..g_n)
             .map(|c| {
-                (0..g_n).filter(|&g| g != c).map(|g| matrix[c][g] - base_acc[g]).sum::<f64>() / (g_n - 1).max(1) as f64
+                (0..g_n).filter(|&g| g != c).map(|g| matrix[c][g] - base_value[g]).sum::<f64>()
+                    / (g_n - 1).max(1) as f64
             })
             .collect();
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -231,26 +223,30 @@ impl Study<'_> {
             flip_rate: flips as f64 / (g_n * self.examples.len()).max(1) as f64,
             neurons_per_layer,
             matrix,
+            kept,
+            prob_drop,
         };
         Ok(MethodRun { summary: s, per_group, logits: ablated_logits })
     }
 
     /// The whole study: every method's sets from `neurons`.
     pub fn run(&self, neurons: &Path, methods: &[Method], mode: Mode) -> anyhow::Result<Ablation> {
-        let (base_acc, _) = accuracy(self.examples, &self.base_logits, self.groups.len());
+        let g_n = self.groups.len();
+        let metric = Metric::for_rows(self.examples, g_n);
+        let base = Outcome::of(self.examples, &self.base_logits, &self.base_logits, g_n);
         let mut summary = Summary {
             model: self.model.name.clone(),
             dataset: self.dataset.clone(),
             position_rule: self.position_rule.clone(),
             groups: self.groups.to_vec(),
-            base_accuracy: self.groups.iter().cloned().zip(base_acc).collect(),
+            metric,
+            base_accuracy: self.groups.iter().cloned().zip(base.metric(metric).iter().copied()).collect(),
             methods: BTreeMap::new(),
         };
         let mut extras = ReportExtras {
             mode: mode.name(),
-            examples_per_group: (0..self.groups.len())
-                .map(|g| self.examples.iter().filter(|(h, _)| *h == g).count())
-                .collect(),
+            examples_per_group: (0..g_n).map(|g| self.examples.iter().filter(|(h, _)| *h == g).count()).collect(),
+            labelled_per_group: labelled_per_group(self.examples, g_n),
             ..Default::default()
         };
         let mut logits = AblatedLogits {

@@ -64,6 +64,10 @@ pub struct DataArgs {
     /// local HF cache (e.g. afaji/cvqa).
     #[arg(long, default_value = BUNDLED_DATA)]
     pub data: String,
+    /// The split of a data set folder or hub id (`test`, `validation`, or with its config:
+    /// `default/test`); default: test, or the only split there is.
+    #[arg(long)]
+    pub split: Option<String>,
     /// What a culture is.
     #[arg(long, value_enum, default_value = "country")]
     pub group_by: GroupByArg,
@@ -85,6 +89,7 @@ impl DataArgs {
     pub fn options(&self) -> DataOptions {
         DataOptions {
             data: bundled(&self.data, BUNDLED_DATA),
+            split: self.split.clone(),
             group_by: match self.group_by {
                 GroupByArg::Country => GroupBy::Country,
                 GroupByArg::Language => GroupBy::Language,

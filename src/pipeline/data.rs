@@ -5,7 +5,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::eval::dataset::{load_examples, Lang};
+use crate::eval::dataset::{load_split, Lang};
 use crate::eval::grouping::{group, GroupBy, Grouped};
 use crate::weights::resolve_dataset;
 
@@ -14,6 +14,8 @@ use crate::weights::resolve_dataset;
 pub struct DataOptions {
     /// A parquet file, directory of shards, JSONL file or hub dataset id.
     pub data: String,
+    /// The split of a directory (None: `test`, or the only one).
+    pub split: Option<String>,
     pub group_by: GroupBy,
     pub lang: Lang,
     pub min_per_group: usize,
@@ -47,7 +49,7 @@ pub struct Selected {
 impl DataOptions {
     pub fn load(&self) -> anyhow::Result<Selected> {
         let path = resolve_dataset(&self.data)?;
-        let rows = load_examples(&path, self.lang)?;
+        let rows = load_split(&path, self.split.as_deref(), self.lang)?;
         let grouped = group(rows, self.group_by, self.min_per_group, self.groups.as_deref(), self.limit)?;
         if grouped.names.is_empty() {
             anyhow::bail!(
@@ -94,7 +96,7 @@ fn fingerprint(g: &Grouped) -> String {
         for o in &ex.options {
             field(o.as_bytes());
         }
-        field(&(ex.label as u64).to_le_bytes());
+        field(&ex.label.map_or(u64::MAX, |l| l as u64).to_le_bytes());
         field(ex.image.as_deref().unwrap_or(&[]));
     }
     hex(&h.finalize())

@@ -7,4 +7,5 @@ pub mod collect;
 pub mod data;
 pub mod identify;
 pub mod model;
+pub mod outcome;
 pub mod run;

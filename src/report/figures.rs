@@ -183,7 +183,7 @@ impl Heatmap {
         let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(1) as i32;
         let label_w = (longest * 8 + 16).clamp(40, 200);
         Heatmap {
-            title: format!("Δ accuracy (pp) after ablation: {}", short(method, 40)),
+            title: format!("Δ {} (pp) after ablation: {}", s.metric.label(), short(method, 40)),
             labels,
             cells,
             max_abs,
@@ -322,6 +322,8 @@ impl Figure for NeuronsPerLayer {
 struct Methods {
     /// (method, mean self Δ pp, mean cross Δ pp)
     rows: Vec<(String, f64, f64)>,
+    /// What the Δs are of.
+    metric: &'static str,
 }
 
 impl Figure for Methods {
@@ -337,7 +339,7 @@ impl Figure for Methods {
         let pad = (hi - lo) * 0.15;
         let (lo, hi) = (if lo < 0.0 { lo - pad } else { lo }, if hi > 0.0 { hi + pad } else { hi });
         let mut chart = ChartBuilder::on(root)
-            .caption("Ablation effect per method (mean Δ accuracy, pp)", font(18.0))
+            .caption(format!("Ablation effect per method (mean Δ {}, pp)", self.metric), font(18.0))
             .margin(12)
             .margin_right(LEGEND_W)
             .x_label_area_size(36)
@@ -351,7 +353,7 @@ impl Figure for Methods {
             .x_label_formatter(&|_| String::new())
             .y_labels(8)
             .y_label_formatter(&|v| format!("{v:.1}"))
-            .y_desc("Δ accuracy (pp)")
+            .y_desc(format!("Δ {} (pp)", self.metric))
             .label_style(font(12.0))
             .axis_desc_style(font(13.0))
             .draw()
@@ -417,11 +419,11 @@ pub(crate) fn write_figures(dir: &Path, s: &Summary, x: &ReportExtras) -> anyhow
     for ((name, m), stem) in s.methods.iter().zip(method_stems(s)) {
         let stem = format!("heatmap_{stem}");
         let files = render(&Heatmap::new(s, name, m), dir, &stem)?;
-        out.push(Written { title: format!("Δ accuracy heatmap: {name}"), stem, files });
+        out.push(Written { title: format!("Δ {} heatmap: {name}", s.metric.label()), stem, files });
     }
 
     let rows = s.methods.iter().map(|(n, m)| (n.clone(), m.mean_self_delta * 100.0, m.mean_cross_delta * 100.0));
-    let files = render(&Methods { rows: rows.collect() }, dir, "methods")?;
+    let files = render(&Methods { rows: rows.collect(), metric: s.metric.label() }, dir, "methods")?;
     out.push(Written { title: "Mean self vs cross Δ per method".into(), stem: "methods".into(), files });
     Ok(out)
 }

@@ -86,19 +86,11 @@ pub(crate) fn html(s: &Summary, x: &ReportExtras, figures: &[(String, String)]) 
     let _ = writeln!(h, "<h2>Groups</h2>");
     h.push_str(&table_html(&tables::groups_table(s, x), "groups"));
     let _ = writeln!(h, "<h2>Methods</h2>");
-    let _ = writeln!(
-        h,
-        "<p>Δ are accuracy changes after ablation in percentage points (pp); self = the culture whose neurons are \
-         ablated, cross = the other cultures; gap = self − cross.</p>"
-    );
+    let _ = writeln!(h, "<p>{}</p>", escape(&tables::delta_note(s)));
     h.push_str(&table_html(&tables::methods_table(s), "methods"));
     for (name, m) in &s.methods {
         let _ = writeln!(h, "<h2>Ablation matrix: {} (k = {})</h2>", escape(name), m.k);
-        let _ = writeln!(
-            h,
-            "<p>Accuracy (%) after ablating the row culture's neurons, evaluated on the column culture; the diagonal \
-             (self) is highlighted.</p>"
-        );
+        let _ = writeln!(h, "<p>{} The diagonal (self) is highlighted.</p>", escape(&tables::matrix_note(s)));
         h.push_str(&table_html(&tables::matrix_table(s, m), "matrix"));
     }
     let _ = writeln!(h, "<h2>Neurons per layer</h2>");

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 pub use figures::{ensure_font, FONT_BYTES};
-pub use summary::{MethodSummary, ReportExtras, Summary};
+pub use summary::{MethodSummary, Metric, ReportExtras, Summary};
 
 /// Unique, file-name-safe stems for the methods (same order as `Summary::methods`), used for
 /// `matrix_<stem>.csv` and `figures/heatmap_<stem>.*`.
@@ -69,6 +69,7 @@ pub fn write_report(out: &Path, s: &Summary, x: &ReportExtras) -> anyhow::Result
         Err(e) => (Vec::new(), Some(e)),
     };
     let mut extras = x.clone();
+    extras.notes.extend(tables::label_notes(s, x));
     if let Some(e) = &fig_err {
         extras.notes.push(format!("Figures could not be drawn: {e:#}"));
     }

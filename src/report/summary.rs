@@ -5,6 +5,28 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// What the ablation matrix, base values, self Δ and cross Δ measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Share of labelled rows answered correctly.
+    #[default]
+    Accuracy,
+    /// Share of rows that keep the unablated model's answer (1 at baseline): what is left to
+    /// measure when the labels are hidden.
+    Kept,
+}
+
+impl Metric {
+    /// How tables and figures name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::Kept => "base answers kept",
+        }
+    }
+}
+
 /// Whole-run summary, written verbatim as `summary.json`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Summary {
@@ -12,7 +34,10 @@ pub struct Summary {
     pub dataset: String,
     pub position_rule: String,
     pub groups: Vec<String>,
-    pub base_accuracy: BTreeMap<String, f64>,     // group -> fraction
+    /// What `base_accuracy`, each `matrix` and the Δs measure (absent in older files: accuracy).
+    #[serde(default)]
+    pub metric: Metric,
+    pub base_accuracy: BTreeMap<String, f64>, // group -> fraction (of `metric`)
     pub methods: BTreeMap<String, MethodSummary>, // "cas" | "lape" | "lap" | "mad" (any subset)
 }
 
@@ -27,7 +52,13 @@ pub struct MethodSummary {
     pub gap: f64, // mean_self_delta - mean_cross_delta
     pub flip_rate: f64,
     pub neurons_per_layer: Vec<usize>, // selected neurons (union over cultures, counted per culture) per layer
-    pub matrix: Vec<Vec<f64>>,         // [ablated culture][evaluated culture] accuracy after ablation
+    pub matrix: Vec<Vec<f64>>,         // [ablated culture][evaluated culture] `metric` after ablation
+    /// [ablated][evaluated] share of rows that keep their base answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<Vec<f64>>,
+    /// [ablated][evaluated] mean drop of the base answer's probability (softmax over the letters).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prob_drop: Vec<Vec<f64>>,
 }
 
 /// Extra information used by the tables and figures (kept in ablation.json, not in summary.json).
@@ -39,6 +70,9 @@ pub struct ReportExtras {
     pub mode: String,
     /// Evaluated examples per group (same order as `Summary::groups`).
     pub examples_per_group: Vec<usize>,
+    /// Of those, the rows with a label (hidden labels count toward the kept rate only).
+    #[serde(default)]
+    pub labelled_per_group: Vec<usize>,
     /// Free-form notes, listed in the report.
     pub notes: Vec<String>,
 }

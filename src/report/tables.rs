@@ -99,6 +99,45 @@ pub(crate) fn info_table(s: &Summary, x: &ReportExtras) -> Table {
     }
 }
 
+/// What the Δs of the methods table are.
+pub(crate) fn delta_note(s: &Summary) -> String {
+    format!(
+        "Δ are changes of {} after ablation in percentage points (pp); self = the culture whose neurons are \
+         ablated, cross = the other cultures; gap = self − cross.",
+        s.metric.label()
+    )
+}
+
+/// What the cells of an ablation matrix are.
+pub(crate) fn matrix_note(s: &Summary) -> String {
+    let label = s.metric.label();
+    let mut cap = label.chars();
+    let head = cap.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
+    format!("{head}{} (%) after ablating the row culture's neurons, evaluated on the column culture.", cap.as_str())
+}
+
+/// Report notes on hidden labels: what the metric then is, and how many rows lack one.
+pub(crate) fn label_notes(s: &Summary, x: &ReportExtras) -> Vec<String> {
+    let total: usize = x.examples_per_group.iter().sum();
+    let labelled: usize = x.labelled_per_group.iter().sum();
+    if x.labelled_per_group.is_empty() || labelled == total {
+        return Vec::new();
+    }
+    let hidden = total - labelled;
+    vec![match s.metric {
+        crate::report::Metric::Kept => format!(
+            "{hidden} of {total} rows have no label (hidden, as on leaderboard test splits), so the base values, \
+             matrices and Δs measure how often the unablated model's answer is kept (100 % at baseline), not \
+             accuracy. summary.json also holds each method's prob_drop: the mean drop of the base answer's \
+             probability over the option letters."
+        ),
+        crate::report::Metric::Accuracy => format!(
+            "{hidden} of {total} rows have no label: accuracy counts the labelled rows only; the share of base \
+             answers kept (kept in summary.json) and the drop of their probability (prob_drop) cover every row."
+        ),
+    }]
+}
+
 /// Per-group examples and base accuracy.
 pub(crate) fn groups_table(s: &Summary, x: &ReportExtras) -> Table {
     let rows = s
@@ -110,7 +149,8 @@ pub(crate) fn groups_table(s: &Summary, x: &ReportExtras) -> Table {
             vec![Cell::new(name.as_str()), Cell::new(n), Cell::new(opt_pct(s.base(g)))]
         })
         .collect();
-    Table { header: vec![Cell::new("group"), Cell::new("examples"), Cell::new("base accuracy (%)")], rows }
+    let base = format!("base {} (%)", s.metric.label());
+    Table { header: vec![Cell::new("group"), Cell::new("examples"), Cell::new(base)], rows }
 }
 
 /// Methods × (k, mean self Δ, mean cross Δ, gap, flip rate).
@@ -234,19 +274,11 @@ pub(crate) fn markdown(s: &Summary, x: &ReportExtras, figures: &[(String, String
     let _ = writeln!(md, "\n## Groups\n");
     md.push_str(&table_md(&groups_table(s, x)));
     let _ = writeln!(md, "\n## Methods\n");
-    let _ = writeln!(
-        md,
-        "Δ are accuracy changes after ablation in percentage points (pp); self = the culture whose neurons are \
-         ablated, cross = the other cultures; gap = self − cross.\n"
-    );
+    let _ = writeln!(md, "{}\n", delta_note(s));
     md.push_str(&table_md(&methods_table(s)));
     for (name, m) in &s.methods {
         let _ = writeln!(md, "\n## Ablation matrix: {} (k = {})\n", md_escape(name), m.k);
-        let _ = writeln!(
-            md,
-            "Accuracy (%) after ablating the row culture's neurons, evaluated on the column culture; the diagonal \
-             (self) is in bold.\n"
-        );
+        let _ = writeln!(md, "{} The diagonal (self) is in bold.\n", matrix_note(s));
         md.push_str(&table_md(&matrix_table(s, m)));
     }
     let _ = writeln!(md, "\n## Neurons per layer\n");

@@ -36,6 +36,8 @@ fn example() -> (Summary, ReportExtras) {
             flip_rate: 0.125,
             neurons_per_layer: npl,
             matrix,
+            kept: Vec::new(),
+            prob_drop: Vec::new(),
         }
     };
     let s = Summary {
@@ -43,6 +45,7 @@ fn example() -> (Summary, ReportExtras) {
         dataset: "mini-cvqa".into(),
         position_rule: "last_token".into(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        metric: Metric::Accuracy,
         base_accuracy: map(&groups, &base),
         methods: [
             ("cas".to_string(), method(10, cas_matrix, vec![3, 0, 12, 15])),
@@ -60,6 +63,7 @@ fn example() -> (Summary, ReportExtras) {
         .collect(),
         mode: "zero".into(),
         examples_per_group: vec![120, 64, 40],
+        labelled_per_group: vec![120, 64, 40],
         notes: vec!["note with <b>markup</b> & 'quotes'".into()],
     };
     (s, x)
@@ -208,7 +212,8 @@ fn worked_example() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<BTreeSet<_>>();
     let set = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-    assert_eq!(keys(&v), set(&["model", "dataset", "position_rule", "groups", "base_accuracy", "methods"]));
+    assert_eq!(keys(&v), set(&["model", "dataset", "position_rule", "groups", "metric", "base_accuracy", "methods"]));
+    assert_eq!(v["metric"], "accuracy");
     assert_eq!(keys(&v["methods"]), set(&["cas", "lape"]));
     let method_keys = [
         "k",
@@ -324,12 +329,15 @@ fn flat_summary(groups: usize, layers: usize, methods: &[&str], base: f64) -> (S
         flip_rate: 0.0,
         neurons_per_layer: vec![0; layers],
         matrix: vec![vec![base; groups]; groups],
+        kept: Vec::new(),
+        prob_drop: Vec::new(),
     };
     let s = Summary {
         model: "m".into(),
         dataset: "d".into(),
         position_rule: "r".into(),
         groups: names,
+        metric: Metric::Accuracy,
         base_accuracy,
         methods: methods.iter().map(|n| (n.to_string(), m.clone())).collect(),
     };
@@ -337,6 +345,7 @@ fn flat_summary(groups: usize, layers: usize, methods: &[&str], base: f64) -> (S
         neurons_per_layer_per_group: methods.iter().map(|n| (n.to_string(), vec![vec![0; layers]; groups])).collect(),
         mode: "mean".into(),
         examples_per_group: vec![0; groups],
+        labelled_per_group: vec![0; groups],
         notes: vec![],
     };
     (s, x)

@@ -36,8 +36,8 @@ fn hub_cache() -> hf_hub::Cache {
 }
 
 /// `--data` accepts a parquet file, a directory of shards, a JSONL file, or a dataset id
-/// ("afaji/cvqa") in the local HF cache; for a hub snapshot the parquet shards of its `data/`
-/// folder (CVQA's layout) are used when the snapshot root has none.
+/// ("afaji/cvqa") in the local HF cache, which resolves to its snapshot folder (whose layout
+/// `eval::dataset` reads).
 pub fn resolve_dataset(data: &str) -> anyhow::Result<PathBuf> {
     let p = Path::new(data);
     if p.exists() {
@@ -56,14 +56,5 @@ pub fn resolve_dataset(data: &str) -> anyhow::Result<PathBuf> {
             cache.path().display()
         )
     })?;
-    let snapshot = repo.join("snapshots").join(rev.trim());
-    let has_parquet = |d: &Path| {
-        std::fs::read_dir(d)
-            .map(|r| r.flatten().any(|e| e.path().extension().is_some_and(|x| x == "parquet")))
-            .unwrap_or(false)
-    };
-    if !has_parquet(&snapshot) && has_parquet(&snapshot.join("data")) {
-        return Ok(snapshot.join("data"));
-    }
-    Ok(snapshot)
+    Ok(repo.join("snapshots").join(rev.trim()))
 }

@@ -270,7 +270,7 @@ impl Decoder {
         let c = &self.config;
         let row = (c.num_key_value_heads * c.head_dim * 4) as u64;
         let bytes = capacity as u64 * row;
-        let limit = self.gpu.limits.max_storage_buffer_binding_size as u64;
+        let limit = self.gpu.limits.max_storage_buffer_binding_size;
         if bytes > limit {
             bail!(
                 "{capacity} tokens need a KV cache of {bytes} bytes per layer, past this adapter's binding \
