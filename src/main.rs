@@ -8,9 +8,10 @@ use culturelens::bench::{self, BenchOptions};
 use culturelens::gpu::{AdapterSelector, Gpu, PrecisionRequest};
 use culturelens::pipeline::ablate::{ablate, AblateOptions, Ablation};
 use culturelens::pipeline::cli::{bundled, DataArgs, KArgs, ModeArgs, RuleArg, BUNDLED_VL_MODEL};
-use culturelens::pipeline::collect::{collect, merge, parse_shard, CollectOptions, MIN_CHECKPOINT_SECONDS};
+use culturelens::pipeline::collect::{collect, merge, CollectOptions, MIN_CHECKPOINT_SECONDS};
 use culturelens::pipeline::identify::{identify, parse_method, IdentifyOptions};
 use culturelens::pipeline::run::{pipeline, PipelineOptions};
+use culturelens::pipeline::shard::shard_arg;
 use culturelens::plant::{plant, PlantOptions};
 use culturelens::report::write_report;
 use culturelens::runner::{self, RunRequest};
@@ -95,9 +96,14 @@ enum Command {
         /// Token budget of one packed batch.
         #[arg(long, default_value_t = 4096)]
         batch_tokens: usize,
-        /// Run shard I of N (chunks I, I+N, …); combine them with `culturelens merge`.
+        /// Run shard I of N (chunks I, I+N, …); combine them with `culturelens merge`. `auto`
+        /// takes I and N from a Slurm job array (SLURM_ARRAY_TASK_ID/COUNT) or a Kubernetes
+        /// Indexed Job (JOB_COMPLETION_INDEX, with N from --shard-count).
         #[arg(long)]
         shard: Option<String>,
+        /// N for `--shard auto` where the scheduler does not give it (Kubernetes: the completions).
+        #[arg(long)]
+        shard_count: Option<usize>,
     },
     /// Combine the shards of one collect run into exactly the single-run statistics.
     Merge {
@@ -266,12 +272,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             min_checkpoint_seconds,
             batch_tokens,
             shard,
+            shard_count,
         } => {
-            let shard = shard.as_deref().map(parse_shard).transpose()?.unwrap_or((0, 1));
+            let shard = shard.as_deref().map(|s| shard_arg(s, shard_count)).transpose()?.unwrap_or((0, 1));
             let gpu = Gpu::open(&selector, precision)?;
             let o = CollectOptions {
                 model: bundled(&model, BUNDLED_VL_MODEL),
-                data: data.options(),
+                data: data.options()?,
                 rule: positions.rule(),
                 out,
                 chunk_examples: checkpoint_every,
@@ -299,7 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let gpu = Gpu::open(&selector, precision)?;
             let o = AblateOptions {
                 model: bundled(&model, BUNDLED_VL_MODEL),
-                data: data.options(),
+                data: data.options()?,
                 neurons,
                 methods: parse_method(&method)?,
                 mode: mode.mode(),
@@ -322,7 +329,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let gpu = Gpu::open(&selector, precision)?;
             let o = PipelineOptions {
                 model: bundled(&model, BUNDLED_VL_MODEL),
-                data: data.options(),
+                data: data.options()?,
                 out: out.clone(),
                 methods: parse_method(&m)?,
                 k: k.choice(),

@@ -44,6 +44,7 @@ fn mini_cvqa_test() -> DataOptions {
         min_per_group: 1,
         groups: None,
         limit: None,
+        inputs: Default::default(),
     }
 }
 

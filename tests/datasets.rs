@@ -493,6 +493,7 @@ fn pipeline_rows_without_or_with_broken_images() {
         min_per_group: 1,
         groups: None,
         limit: None,
+        inputs: Default::default(),
     };
     let missing = dir.path().join("missing.parquet");
     write::cvqa(

@@ -65,7 +65,7 @@ fn cached_and_fresh_image_features_give_identical_logits() {
         let text = TextProcessor::load(&dir).unwrap();
         let letters = option_token_ids(&text, 4).unwrap();
         let opts = ScoreOptions { stats: None, rule: PositionRule::All, max_batch_tokens: 4096 };
-        let mut prepared = prepare_all(&model, &text, &grouped.examples).unwrap();
+        let mut prepared = prepare_all(&model, &text, &Default::default(), &grouped.examples).unwrap();
         let fresh = score_prepared(&model, &prepared, &letters, &opts, |_, _| {}).unwrap();
         let half: Vec<&Pixels> = prepared.iter().step_by(2).filter_map(|p| p.image.as_ref()).collect();
         let features = model.image_features(&half).unwrap();

@@ -138,7 +138,7 @@ fn write_batch(path: &Path, columns: Vec<(&str, ArrayRef)>, v: Variant) {
     let props = WriterProperties::builder()
         .set_compression(v.compression)
         .set_dictionary_enabled(v.dictionary)
-        .set_max_row_group_size(v.row_group)
+        .set_max_row_group_row_count(Some(v.row_group))
         .build();
     let mut w = ArrowWriter::try_new(fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();

@@ -307,3 +307,43 @@ fn finds_planted_neurons(base: &str) {
     }
     assert!(out.join("report.html").is_file());
 }
+
+/// The image budget and the prompt format are part of a run: recorded in stats.json, a
+/// different choice into the same folder is refused, and bad ones are named.
+#[test]
+fn image_budget_and_prompt_format_are_recorded_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("stats");
+    let template = tmp.path().join("prompt.txt");
+    std::fs::write(&template, "Look at the picture.\n{question}\n{options}\nReply with one letter.").unwrap();
+    // The bundled processor's budget is [12544, 50176] pixels; a smaller maximum.
+    let small = ["--max-pixels", "25088", "--prompt-format", s(&template)];
+    collect(&out, &small);
+    let meta = json(&out.join("stats.json"));
+    assert_eq!(meta["image_budget"], serde_json::json!([12544, 25088]));
+    assert!(meta["prompt_format"].as_str().unwrap().starts_with("Look at the picture."));
+    let default = json(&{
+        let d = tmp.path().join("default");
+        collect(&d, &[]);
+        d.join("stats.json")
+    });
+    assert_eq!(default["prompt_format"], "default");
+    assert_eq!(default["image_budget"], serde_json::json!([12544, 50176]), "the processor's own budget");
+    // Another budget into the same folder is another run.
+    let o = culturelens(&[&["collect", "--out", s(&out)], &SMALL[..], &["--max-pixels", "40000"]].concat());
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(o.stderr.contains("different run"), "{}", o.stderr);
+    // Bad choices.
+    let llava = fixture("llava_next-qwen2-tiny");
+    fails(
+        &["collect", "--model", s(&llava), "--limit", "2", "--max-pixels", "50000", "--out", s(&tmp.path().join("x"))],
+        &["--max-pixels", "image_grid_pinpoints"],
+    );
+    let bad = tmp.path().join("bad.txt");
+    std::fs::write(&bad, "{question} and {answer}").unwrap();
+    fails(&["collect", "--prompt-format", s(&bad), "--out", s(&tmp.path().join("y"))], &["bad.txt", "{answer}"]);
+    fails(
+        &["collect", "--min-pixels", "9000", "--max-pixels", "4000", "--out", s(&tmp.path().join("z"))],
+        &["--min-pixels 9000", "--max-pixels 4000"],
+    );
+}

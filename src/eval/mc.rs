@@ -1,19 +1,10 @@
 //! Multiple-choice prompting and scoring: the model's own chat template with the image and the
 //! options, the answer = argmax of the option-letter logits at the last prompt position.
 
+use crate::eval::prompt::PromptFormat;
 use crate::text::{expand_image_tokens, ChatMessage, ContentPart, TextProcessor};
 
 pub const LETTERS: [&str; 8] = ["A", "B", "C", "D", "E", "F", "G", "H"];
-
-/// "question\nA. …\nB. …\n…\nAnswer with the option letter." (mini-CVQA's and the fixtures' format).
-pub fn format_prompt(question: &str, options: &[String]) -> String {
-    let mut lines = vec![question.to_string()];
-    for (letter, opt) in LETTERS.iter().zip(options) {
-        lines.push(format!("{letter}. {opt}"));
-    }
-    lines.push("Answer with the option letter.".to_string());
-    lines.join("\n")
-}
 
 /// The first token the model would emit for each option letter: the chat rendered with an
 /// assistant turn holding the letter, read at the position right after the prompt (the same
@@ -81,15 +72,17 @@ impl PositionRule {
     }
 }
 
-/// Prompt ids of one multiple-choice question with `image_tokens` image placeholders expanded
-/// (`placeholder` = the image token's string), through the model's chat template.
+/// Prompt ids of one multiple-choice question in `format` with `image_tokens` image
+/// placeholders expanded (`placeholder` = the image token's string), through the model's chat
+/// template.
 pub fn prompt_ids(
     text: &TextProcessor,
+    format: &PromptFormat,
     question: &str,
     options: &[String],
     image: Option<(&str, usize)>,
 ) -> anyhow::Result<Vec<u32>> {
-    let body = format_prompt(question, options);
+    let body = format.render(question, options);
     let msg = match image {
         Some(_) => ChatMessage::new("user", vec![ContentPart::Image, ContentPart::Text(body)]),
         None => ChatMessage::user_text(&body),

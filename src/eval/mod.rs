@@ -4,6 +4,7 @@ pub mod dataset;
 pub mod example;
 pub mod grouping;
 pub mod mc;
+pub mod prompt;
 pub mod score;
 
 pub use example::McExample;

@@ -6,6 +6,7 @@
 use anyhow::Context;
 
 use crate::eval::mc::{prompt_ids, PositionRule};
+use crate::eval::prompt::PromptFormat;
 use crate::eval::McExample;
 use crate::models::decoder::{ForwardOptions, LogitRows};
 use crate::models::{ImageSource, NeuronStats, Pixels, VisionLanguageModel};
@@ -79,6 +80,7 @@ pub fn image_placeholder(id: u32, text: &TextProcessor) -> anyhow::Result<String
 fn prepare(
     model: &VisionLanguageModel,
     text: &TextProcessor,
+    format: &PromptFormat,
     placeholder: &str,
     group: usize,
     ex: &McExample,
@@ -92,7 +94,7 @@ fn prepare(
         None => None,
     };
     let tokens = image.as_ref().map(|(_, n)| (placeholder, *n));
-    let ids = prompt_ids(text, &ex.question, &ex.options, tokens).with_context(row)?;
+    let ids = prompt_ids(text, format, &ex.question, &ex.options, tokens).with_context(row)?;
     let image_tokens = ids.iter().filter(|&&t| t == model.image_token_id()).count();
     let want = tokens.map_or(0, |(_, n)| n);
     if image_tokens != want {
@@ -139,10 +141,11 @@ impl Scored {
 pub fn prepare_all(
     model: &VisionLanguageModel,
     text: &TextProcessor,
+    format: &PromptFormat,
     examples: &[(usize, McExample)],
 ) -> anyhow::Result<Vec<Prepared>> {
     let placeholder = image_placeholder(model.image_token_id(), text)?;
-    examples.iter().map(|(g, ex)| prepare(model, text, &placeholder, *g, ex)).collect()
+    examples.iter().map(|(g, ex)| prepare(model, text, format, &placeholder, *g, ex)).collect()
 }
 
 /// Scores `examples` (group index, row) in order.
@@ -154,7 +157,7 @@ pub fn score_examples(
     opts: &ScoreOptions<'_>,
     progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<Scored> {
-    let prepared = prepare_all(model, text, examples)?;
+    let prepared = prepare_all(model, text, &PromptFormat::Default, examples)?;
     score_prepared(model, &prepared, option_ids, opts, progress)
 }
 

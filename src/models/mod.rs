@@ -16,4 +16,4 @@ pub use causal_lm::CausalLm;
 pub use config::{Architecture, ConfigError, ModelConfig, TextConfig};
 pub use decoder::{Decoder, ForwardOptions, ForwardOutput};
 pub use stats::{Intervention, NeuronStats};
-pub use vision_language::{ImageSource, Pixels, VisionLanguageModel};
+pub use vision_language::{ImageBudget, ImageSource, Pixels, VisionLanguageModel};

@@ -46,6 +46,50 @@ impl ImageProcessor {
     }
 }
 
+/// An image budget set by the user, in pixels (Qwen2-VL processor semantics: the image is
+/// resized so that its area lies in [min, max]); None keeps the processor's own value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImageBudget {
+    pub min_pixels: Option<usize>,
+    pub max_pixels: Option<usize>,
+}
+
+impl ImageProcessor {
+    /// The processor with `budget` applied. LLaVA-NeXT's budget is its image_grid_pinpoints, so
+    /// pixel bounds are refused there rather than ignored.
+    pub fn with_budget(self, budget: ImageBudget) -> anyhow::Result<ImageProcessor> {
+        if budget == ImageBudget::default() {
+            return Ok(self);
+        }
+        match self {
+            ImageProcessor::Qwen2Vl(mut p) => {
+                p.min_pixels = budget.min_pixels.unwrap_or(p.min_pixels);
+                p.max_pixels = budget.max_pixels.unwrap_or(p.max_pixels);
+                if p.min_pixels == 0 || p.min_pixels > p.max_pixels {
+                    anyhow::bail!(
+                        "--min-pixels {} and --max-pixels {}: need 0 < min <= max",
+                        p.min_pixels,
+                        p.max_pixels
+                    );
+                }
+                Ok(ImageProcessor::Qwen2Vl(p))
+            }
+            ImageProcessor::LlavaNext(_) => anyhow::bail!(
+                "--min-pixels/--max-pixels set a Qwen2-VL processor's budget; a LLaVA-NeXT image's size is set by \
+                 image_grid_pinpoints in its preprocessor_config.json"
+            ),
+        }
+    }
+
+    /// (min_pixels, max_pixels) where the processor has them.
+    pub fn pixel_bounds(&self) -> Option<(usize, usize)> {
+        match self {
+            ImageProcessor::Qwen2Vl(p) => Some((p.min_pixels, p.max_pixels)),
+            ImageProcessor::LlavaNext(_) => None,
+        }
+    }
+}
+
 /// A vision-language checkpoint with its image processor.
 pub enum VisionLanguageModel {
     Qwen2_5Vl { model: Box<Qwen2_5_VLForConditionalGeneration>, processor: Qwen2VlImageProcessorConfig },
@@ -97,6 +141,14 @@ impl VisionLanguageModel {
                 processor,
             },
         })
+    }
+
+    /// (min_pixels, max_pixels) of the image processor, where it has them (Qwen2.5-VL).
+    pub fn pixel_bounds(&self) -> Option<(usize, usize)> {
+        match self {
+            VisionLanguageModel::Qwen2_5Vl { processor, .. } => Some((processor.min_pixels, processor.max_pixels)),
+            VisionLanguageModel::LlavaNext { .. } => None,
+        }
     }
 
     pub fn config(&self) -> &ModelConfig {

@@ -38,6 +38,15 @@ pub struct StatsMeta {
     /// Token ids of the option letters A, B, … whose logits are recorded.
     #[serde(default)]
     pub option_token_ids: Vec<u32>,
+    /// The split of a data set folder (None: test, or its only split).
+    #[serde(default)]
+    pub split: Option<String>,
+    /// The image processor's (min_pixels, max_pixels), where it has them (Qwen2.5-VL).
+    #[serde(default)]
+    pub image_budget: Option<(usize, usize)>,
+    /// "default", or the prompt template's text.
+    #[serde(default = "default_prompt")]
+    pub prompt_format: String,
     /// "exact" or "fast" (DESIGN §4): runs in different modes are not merged or resumed.
     #[serde(default = "exact_precision")]
     pub precision: String,
@@ -59,6 +68,10 @@ fn exact_precision() -> String {
     "exact".into()
 }
 
+fn default_prompt() -> String {
+    "default".into()
+}
+
 impl StatsMeta {
     /// Chunks of the whole run.
     pub fn chunks_total(&self) -> usize {
@@ -70,10 +83,11 @@ impl StatsMeta {
         (0..self.chunks_total()).filter(|c| c % self.shard.1 == self.shard.0).collect()
     }
 
-    /// Whether `other` describes the same computation (progress aside). Option-letter ids
-    /// compare only when both files record them (older files do not).
+    /// Whether `other` describes the same computation (progress aside). Option-letter ids and
+    /// the image budget compare only when both files record them (older files do not).
     pub fn same_run(&self, other: &StatsMeta) -> bool {
         let ids_known = !self.option_token_ids.is_empty() && !other.option_token_ids.is_empty();
+        let budget_known = self.image_budget.is_some() && other.image_budget.is_some();
         let strip = |m: &StatsMeta| StatsMeta {
             chunks_done: 0,
             complete: false,
@@ -81,6 +95,7 @@ impl StatsMeta {
             model: String::new(),
             dataset: String::new(),
             option_token_ids: if ids_known { m.option_token_ids.clone() } else { Vec::new() },
+            image_budget: if budget_known { m.image_budget } else { None },
             ..m.clone()
         };
         strip(self) == strip(other)

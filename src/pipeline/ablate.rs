@@ -282,13 +282,15 @@ pub fn baseline_from_stats(
         && stats.example_index.len() == rows
         && stats.example_index.iter().enumerate().all(|(i, &r)| r == i as u64)
         && stats.option_logits.first().is_none_or(|r| r.len() == model.option_ids.len())
-        && (m.option_token_ids.is_empty() || m.option_token_ids == model.option_ids);
+        && (m.option_token_ids.is_empty() || m.option_token_ids == model.option_ids)
+        && m.prompt_format == model.prompt.describe()
+        && (m.image_budget.is_none() || m.image_budget == model.vlm.pixel_bounds());
     same.then(|| stats.option_logits.clone())
 }
 
 pub fn ablate(gpu: &std::sync::Arc<Gpu>, o: &AblateOptions) -> anyhow::Result<Ablation> {
     let sel = o.data.load()?;
-    let model = CultureModel::load(gpu, &o.model, options_per_row(&sel.grouped.examples))?;
+    let model = CultureModel::load_with(gpu, &o.model, options_per_row(&sel.grouped.examples), &o.data.inputs)?;
     let ablation = ablate_loaded(&model, &sel, o)?;
     ablation.save(&o.out)?;
     Ok(ablation)

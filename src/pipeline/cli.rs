@@ -7,9 +7,12 @@ use clap::{Args, ValueEnum};
 use super::ablate::Mode;
 use super::data::DataOptions;
 use super::identify::KChoice;
+use super::model::InputOptions;
 use crate::eval::dataset::Lang;
 use crate::eval::grouping::GroupBy;
 use crate::eval::mc::PositionRule;
+use crate::eval::prompt::PromptFormat;
+use crate::models::ImageBudget;
 
 /// The bundled demo: the trained tiny Qwen2.5-VL and mini-CVQA's test split.
 pub const BUNDLED_VL_MODEL: &str = "assets/models/culture-tiny-qwen2_5_vl";
@@ -83,11 +86,26 @@ pub struct DataArgs {
     /// First N rows of each culture.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Qwen2.5-VL: resize images to at least this many pixels (default: the processor's).
+    #[arg(long)]
+    pub min_pixels: Option<usize>,
+    /// Qwen2.5-VL: resize images to at most this many pixels (default: the processor's,
+    /// 12845056 for Qwen2.5-VL-7B; a 3-megapixel photo is then about 3800 image tokens).
+    #[arg(long)]
+    pub max_pixels: Option<usize>,
+    /// How a question and its options become the user turn: `default` ("question\nA. …\n…\nAnswer
+    /// with the option letter."), or a template file with {question} and {options}.
+    #[arg(long, default_value = "default")]
+    pub prompt_format: String,
 }
 
 impl DataArgs {
-    pub fn options(&self) -> DataOptions {
-        DataOptions {
+    pub fn options(&self) -> anyhow::Result<DataOptions> {
+        let prompt = match self.prompt_format.as_str() {
+            "default" => PromptFormat::Default,
+            file => PromptFormat::from_file(Path::new(file))?,
+        };
+        Ok(DataOptions {
             data: bundled(&self.data, BUNDLED_DATA),
             split: self.split.clone(),
             group_by: match self.group_by {
@@ -102,7 +120,11 @@ impl DataArgs {
             min_per_group: self.min_per_group,
             groups: self.groups.clone(),
             limit: self.limit,
-        }
+            inputs: InputOptions {
+                budget: ImageBudget { min_pixels: self.min_pixels, max_pixels: self.max_pixels },
+                prompt,
+            },
+        })
     }
 }
 

@@ -58,21 +58,10 @@ fn partial_path(path: &Path) -> PathBuf {
     path.with_extension("partial.safetensors")
 }
 
-/// Parses "i/n" with 0 ≤ i < n.
-pub fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
-    let bad = || anyhow::anyhow!("--shard {s}: expected I/N with 0 <= I < N, e.g. 0/4");
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-    if n == 0 || i >= n {
-        return Err(bad());
-    }
-    Ok((i, n))
-}
-
 /// Runs (or resumes, or finds already complete) a collection; returns the statistics file.
 pub fn collect(gpu: &Arc<Gpu>, o: &CollectOptions) -> anyhow::Result<PathBuf> {
     let sel = o.data.load()?;
-    let model = CultureModel::load(gpu, &o.model, options_per_row(&sel.grouped.examples))?;
+    let model = CultureModel::load_with(gpu, &o.model, options_per_row(&sel.grouped.examples), &o.data.inputs)?;
     collect_loaded(gpu, &model, &sel, o)
 }
 
@@ -99,6 +88,9 @@ pub fn collect_loaded(
         lang: lang_name(o.data.lang).to_string(),
         position_rule: rule_name(o.rule).to_string(),
         option_token_ids: model.option_ids.clone(),
+        split: o.data.split.clone(),
+        image_budget: model.vlm.pixel_bounds(),
+        prompt_format: model.prompt.describe(),
         precision: gpu.precision.name().to_string(),
         groups: sel.grouped.names.clone(),
         examples_per_group: sel.grouped.counts(),

@@ -9,6 +9,8 @@ use crate::eval::dataset::{load_split, Lang};
 use crate::eval::grouping::{group, GroupBy, Grouped};
 use crate::weights::resolve_dataset;
 
+use super::model::InputOptions;
+
 /// How rows are read and grouped into cultures.
 #[derive(Debug, Clone)]
 pub struct DataOptions {
@@ -23,6 +25,8 @@ pub struct DataOptions {
     pub groups: Option<Vec<String>>,
     /// First N rows of each group.
     pub limit: Option<usize>,
+    /// Image budget and prompt format: how the rows become model inputs.
+    pub inputs: InputOptions,
 }
 
 pub fn group_by_name(g: GroupBy) -> &'static str {

@@ -9,3 +9,4 @@ pub mod identify;
 pub mod model;
 pub mod outcome;
 pub mod run;
+pub mod shard;

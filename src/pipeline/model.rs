@@ -5,16 +5,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::eval::mc::{check_image_slot, option_token_ids, PositionRule};
+use crate::eval::prompt::PromptFormat;
 use crate::eval::score::{image_placeholder, prepare_all, score_prepared, Prepared, ScoreOptions, Scored};
 use crate::eval::McExample;
 use crate::gpu::Gpu;
 use crate::models::config::ModelConfig;
 use crate::models::vision_language::{ImageProcessor, VISION_LANGUAGE_CLASSES};
-use crate::models::{NeuronStats, VisionLanguageModel};
+use crate::models::{ImageBudget, NeuronStats, VisionLanguageModel};
 use crate::text::TextProcessor;
 use crate::weights::resolve_model_dir;
 
 use super::data::model_fingerprint;
+
+/// How rows become model inputs, beyond the checkpoint's own settings: recorded with the
+/// statistics, since a different choice is a different run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InputOptions {
+    pub budget: ImageBudget,
+    pub prompt: PromptFormat,
+}
 
 pub struct CultureModel {
     /// As the user named it.
@@ -25,12 +34,23 @@ pub struct CultureModel {
     pub text: TextProcessor,
     /// Token ids of "A", "B", … for the options.
     pub option_ids: Vec<u32>,
+    pub prompt: PromptFormat,
 }
 
 impl CultureModel {
     /// Checks everything that can be checked without the weights (architecture, tokenizer, chat
     /// template and its image slot, option letters, image processor) before uploading them.
     pub fn load(gpu: &Arc<Gpu>, model: &str, n_options: usize) -> anyhow::Result<CultureModel> {
+        Self::load_with(gpu, model, n_options, &InputOptions::default())
+    }
+
+    /// `load` with the user's image budget and prompt format.
+    pub fn load_with(
+        gpu: &Arc<Gpu>,
+        model: &str,
+        n_options: usize,
+        inputs: &InputOptions,
+    ) -> anyhow::Result<CultureModel> {
         let dir = resolve_model_dir(model)?;
         let config = ModelConfig::load(&dir)?;
         let image_token = config.image_token_id().ok_or_else(|| {
@@ -40,13 +60,21 @@ impl CultureModel {
                 config.architecture.hf_name()
             )
         })?;
-        let processor = ImageProcessor::load(&config, &dir)?;
+        let processor = ImageProcessor::load(&config, &dir)?.with_budget(inputs.budget)?;
         let text = TextProcessor::load(&dir)?;
         check_image_slot(&text, &image_placeholder(image_token, &text)?)?;
         let option_ids = option_token_ids(&text, n_options)?;
         let fingerprint = model_fingerprint(&dir)?;
         let vlm = VisionLanguageModel::load_with(gpu, &dir, processor)?;
-        Ok(CultureModel { name: model.to_string(), dir, fingerprint, vlm, text, option_ids })
+        Ok(CultureModel {
+            name: model.to_string(),
+            dir,
+            fingerprint,
+            vlm,
+            text,
+            option_ids,
+            prompt: inputs.prompt.clone(),
+        })
     }
 
     pub fn layers(&self) -> usize {
@@ -76,7 +104,7 @@ impl CultureModel {
 
     /// Prompt ids and pixels of every example, for scoring them more than once.
     pub fn prepare(&self, examples: &[(usize, McExample)]) -> anyhow::Result<Vec<Prepared>> {
-        prepare_all(&self.vlm, &self.text, examples)
+        prepare_all(&self.vlm, &self.text, &self.prompt, examples)
     }
 
     pub fn score_prepared(

@@ -31,7 +31,7 @@ pub struct PipelineOptions {
 
 pub fn pipeline(gpu: &Arc<Gpu>, o: &PipelineOptions) -> anyhow::Result<Summary> {
     let sel = o.data.load()?;
-    let model = CultureModel::load(gpu, &o.model, options_per_row(&sel.grouped.examples))?;
+    let model = CultureModel::load_with(gpu, &o.model, options_per_row(&sel.grouped.examples), &o.data.inputs)?;
     let stats_dir = o.out.join("stats");
     let neurons_dir = o.out.join("neurons");
     let step = |s: &str| {

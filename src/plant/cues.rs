@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use super::quiz::{question_text, OPTIONS};
 use super::spec::CultureSpec;
 use crate::eval::mc::prompt_ids;
+use crate::eval::prompt::PromptFormat;
 use crate::text::TextProcessor;
 
 /// Hint words tried in order; a word is used when one of its tokens is its own.
@@ -76,7 +77,9 @@ fn place_tokens(text: &TextProcessor, place: &str) -> anyhow::Result<(Vec<u32>, 
 fn fixed_tokens(text: &TextProcessor, placeholder: &str, letter_ids: &[u32]) -> anyhow::Result<BTreeSet<u32>> {
     let options: Vec<String> = OPTIONS.iter().map(|s| s.to_string()).collect();
     let mut fixed: BTreeSet<u32> =
-        prompt_ids(text, &question_text("", ""), &options, Some((placeholder, 1)))?.into_iter().collect();
+        prompt_ids(text, &PromptFormat::Default, &question_text("", ""), &options, Some((placeholder, 1)))?
+            .into_iter()
+            .collect();
     fixed.extend(letter_ids);
     Ok(fixed)
 }

@@ -59,6 +59,7 @@ use anyhow::{bail, Context};
 use serde_json::json;
 
 use crate::eval::mc::{check_image_slot, option_token_ids, prompt_ids, LETTERS};
+use crate::eval::prompt::PromptFormat;
 use crate::eval::score::image_placeholder;
 use crate::models::config::ModelConfig;
 use crate::text::TextProcessor;
@@ -163,7 +164,7 @@ pub fn plant(opts: &PlantOptions) -> anyhow::Result<PlantReport> {
     let mut rng = rng::SplitMix64::new(opts.seed);
     let rows = quiz::build_quiz(&cultures, &layout.culture_letter, &hint_words, opts.questions_per_culture, &mut rng)?;
     for r in &rows {
-        let ids = prompt_ids(&text, &r.question, &r.options, Some((&placeholder, 1)))?;
+        let ids = prompt_ids(&text, &PromptFormat::Default, &r.question, &r.options, Some((&placeholder, 1)))?;
         cues::check_prompt(&ids, &cues, r.culture, r.hint, &r.id)?;
     }
 

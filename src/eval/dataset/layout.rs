@@ -27,7 +27,7 @@ const MAX_DEPTH: usize = 3;
 /// The parquet files of one split of `dir`, in path order.
 pub fn split_files(dir: &Path, split: Option<&str>) -> Result<Vec<PathBuf>, DatasetError> {
     let mut files = Vec::new();
-    collect(dir, dir, 0, &mut files)?;
+    collect(dir, 0, &mut files)?;
     if files.is_empty() {
         return Err(DatasetError::NoShards { path: dir.to_path_buf() });
     }
@@ -73,13 +73,13 @@ fn plural(n: usize) -> &'static str {
 
 /// Parquet files below `dir` up to MAX_DEPTH folders deep, skipping hidden folders (`.cache`,
 /// `.git`, `.huggingface`).
-fn collect(root: &Path, dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), DatasetError> {
+fn collect(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), DatasetError> {
     let io = |source| DatasetError::Io { path: dir.to_path_buf(), source };
     for entry in fs::read_dir(dir).map_err(io)? {
         let p = entry.map_err(io)?.path();
         let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
         if p.is_dir() && depth < MAX_DEPTH && !hidden {
-            collect(root, &p, depth + 1, out)?;
+            collect(&p, depth + 1, out)?;
         } else if p.is_file() && extension(&p).as_deref() == Some("parquet") {
             out.push(p);
         }
