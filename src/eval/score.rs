@@ -116,6 +116,8 @@ pub struct Scored {
     /// Per group: prompt tokens, and image tokens among them, whatever the rule.
     pub tokens: Vec<u64>,
     pub image_tokens: Vec<u64>,
+    /// The longest prompt run, in tokens.
+    pub longest_prompt: usize,
 }
 
 impl Scored {
@@ -178,6 +180,7 @@ pub fn score_prepared(
         positions: vec![0; groups],
         tokens: vec![0; groups],
         image_tokens: vec![0; groups],
+        longest_prompt: examples.iter().map(|p| p.ids.len()).max().unwrap_or(0),
     };
     let mut start = 0;
     while start < examples.len() {

@@ -116,6 +116,8 @@ pub struct Gpu {
     pub pipelines: Arc<PipelineCache>,
     /// Per-kernel timestamps, off unless started (`culturelens bench`).
     pub profiler: Arc<Profiler>,
+    /// Peak device memory, off unless started (`collect` reports it).
+    pub memory: Arc<super::memory::MemoryWatch>,
     /// Largest byte size one weight chunk may have. Normally the binding limit; tests lower it to
     /// exercise the splitting path on tiny models.
     pub max_binding_bytes: u64,
@@ -219,6 +221,7 @@ impl Gpu {
             scratch,
             pipelines: Arc::new(PipelineCache::default()),
             profiler: Arc::new(Profiler::default()),
+            memory: Arc::default(),
             device,
             queue,
             info,
@@ -274,6 +277,7 @@ impl Gpu {
             fast_support: self.fast_support.clone(),
             pipelines: self.pipelines.clone(),
             profiler: self.profiler.clone(),
+            memory: self.memory.clone(),
             max_binding_bytes,
             scratch: self.scratch.clone(),
         })

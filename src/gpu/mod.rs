@@ -2,6 +2,7 @@
 //! pipeline cache, command recording and readback.
 
 mod context;
+pub mod memory;
 mod pipelines;
 mod precision;
 mod profiler;

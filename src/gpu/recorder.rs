@@ -120,6 +120,7 @@ impl Recorder {
     /// Encodes everything recorded so far and submits it; returns without waiting. While the
     /// device's profiler is on, each dispatch gets its own timestamped pass.
     pub fn submit(self) -> wgpu::SubmissionIndex {
+        self.gpu.memory.note(&self.gpu.device);
         for (buf, staged) in &self.arenas {
             self.gpu.queue.write_buffer(buf, 0, staged);
         }

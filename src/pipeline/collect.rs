@@ -138,7 +138,9 @@ pub fn collect_loaded(
     let done_rows: usize = chunks[..state.meta.chunks_done].iter().map(|&c| chunk_rows(c).len()).sum();
     let bar = progress_bar(o.progress, total_rows as u64, done_rows as u64);
     let stats = NeuronStats::new(gpu, state.meta.groups.len(), state.meta.layers, state.meta.width)?;
+    gpu.memory.start();
     let started = Instant::now();
+    let mut longest = 0;
     let mut last_checkpoint = Instant::now();
     let mut tokens = 0u64;
     for &c in &chunks[state.meta.chunks_done..] {
@@ -153,6 +155,7 @@ pub fn collect_loaded(
         state.acc.add_tokens(&tokens_run, &image_tokens)?;
         state.example_index.extend(rows.map(|r| r as u64));
         tokens += scored.total_tokens();
+        longest = longest.max(scored.longest_prompt);
         state.option_logits.extend(scored.option_logits);
         state.meta.chunks_done += 1;
         bar.set_message(format!("{:.0} tok/s", tokens as f64 / started.elapsed().as_secs_f64().max(1e-9)));
@@ -162,6 +165,14 @@ pub fn collect_loaded(
         }
     }
     bar.finish_and_clear();
+    let memory = gpu
+        .memory
+        .peak(&gpu.device)
+        .map_or(String::new(), |b| format!("; device memory peak {:.2} GiB", b as f64 / (1u64 << 30) as f64));
+    eprintln!(
+        "collected {total_rows} rows ({tokens} prompt tokens this run, longest prompt {longest}) in {:.1} s{memory}",
+        started.elapsed().as_secs_f64()
+    );
     state.meta.complete = true;
     state.save(&path)?;
     let _ = std::fs::remove_file(&partial);
