@@ -40,7 +40,7 @@ struct Cli {
     /// (default: the first discrete GPU, else any).
     #[arg(long, global = true)]
     device: Option<AdapterSelector>,
-    /// Compute mode (DESIGN §4): `fast` runs matmuls on tensor cores (f16 operands, f32
+    /// Compute mode (docs/numerics.md): `fast` runs matmuls on tensor cores (f16 operands, f32
     /// accumulators, logits NMSE ≤ 1e-3), `exact` in f32 (NMSE ≤ 1e-8); `auto` is fast where
     /// the adapter offers f16 cooperative matrices.
     #[arg(long, global = true, value_enum, default_value_t)]
@@ -140,8 +140,9 @@ enum Command {
         /// The directory identify wrote.
         #[arg(long, default_value = "culturelens-out/neurons")]
         neurons: PathBuf,
-        #[arg(long, default_value = "all")]
-        method: String,
+        /// cas, lape, lap, mad or a comma-separated list (default: every method identify wrote).
+        #[arg(long)]
+        method: Option<String>,
         #[command(flatten)]
         mode: ModeArgs,
         /// Statistics for --mode mean and the baseline (default: those the sets came from).
@@ -308,8 +309,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 model: bundled(&model, BUNDLED_VL_MODEL),
                 data: data.options()?,
                 neurons,
-                methods: parse_method(&method)?,
-                mode: mode.mode(),
+                methods: method.as_deref().map(parse_method).transpose()?,
+                mode: mode.mode()?,
                 stats,
                 max_batch_tokens: batch_tokens,
                 out: out.clone(),
@@ -334,7 +335,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 methods: parse_method(&m)?,
                 k: k.choice(),
                 rule: positions.rule(),
-                mode: mode.mode(),
+                mode: mode.mode()?,
                 chunk_examples: checkpoint_every,
                 max_batch_tokens: batch_tokens,
                 lape_top_rate: 0.01,

@@ -55,8 +55,16 @@ fn prompt_text(text: &TextProcessor, req: &RunRequest, image_tokens: Option<(&st
     }
 }
 
-fn encode(text: &TextProcessor, req: &RunRequest, rendered: &str) -> anyhow::Result<Vec<u32>> {
+fn encode(text: &TextProcessor, req: &RunRequest, rendered: &str, context: usize) -> anyhow::Result<Vec<u32>> {
     let ids = if req.raw { text.encode(rendered, true)? } else { text.encode_prompt(rendered)? };
+    if ids.len() + req.max_new_tokens > context {
+        anyhow::bail!(
+            "the prompt is {} tokens; with --max-new-tokens {} that is past the model's context of {context} \
+             (max_position_embeddings)",
+            ids.len(),
+            req.max_new_tokens
+        );
+    }
     if ids.is_empty() {
         anyhow::bail!("the prompt encodes to no tokens");
     }
@@ -73,7 +81,7 @@ pub fn run(gpu_for: impl FnOnce() -> anyhow::Result<Arc<Gpu>>, req: &RunRequest)
             if let Some(img) = &req.image {
                 anyhow::bail!("--image {}: {} is a text-only model", img.display(), config.architecture.hf_name());
             }
-            let ids = encode(&text, req, &prompt_text(&text, req, None)?)?;
+            let ids = encode(&text, req, &prompt_text(&text, req, None)?, config.text.max_position_embeddings)?;
             let gpu = gpu_for()?;
             let lm = CausalLm::load(&gpu, &req.model_dir)?;
             let batch = PackedBatch::from_sequences(std::slice::from_ref(&ids));
@@ -115,7 +123,7 @@ fn run_qwen2_5_vl(
         None => Vec::new(),
     };
     let image_tokens = images.first().map(|i| i.grid_thw.iter().product::<usize>() / vc.merge_unit());
-    let ids = vision_prompt_ids(text, req, vc.image_token_id, image_tokens)?;
+    let ids = vision_prompt_ids(text, req, config, vc.image_token_id, image_tokens)?;
     let gpu = gpu_for()?;
     let model = Qwen2_5_VLForConditionalGeneration::load(&gpu, &req.model_dir)?;
     let vl = model.pack(&[VlPrompt { ids: &ids, images: &images }])?;
@@ -154,7 +162,7 @@ fn run_llava_next(
         }
         None => Vec::new(),
     };
-    let ids = vision_prompt_ids(text, req, llava.image_token_index, images.first().map(|(_, n)| *n))?;
+    let ids = vision_prompt_ids(text, req, config, llava.image_token_index, images.first().map(|(_, n)| *n))?;
     let gpu = gpu_for()?;
     let model = LlavaNextForConditionalGeneration::load(&gpu, &req.model_dir)?;
     let images: Vec<LlavaImage> = images.into_iter().map(|(i, _)| i).collect();
@@ -178,13 +186,15 @@ fn run_llava_next(
 fn vision_prompt_ids(
     text: &TextProcessor,
     req: &RunRequest,
+    config: &ModelConfig,
     image_token_id: u32,
     image_tokens: Option<usize>,
 ) -> anyhow::Result<Vec<u32>> {
     let placeholder = text
         .id_to_token(image_token_id)
         .with_context(|| format!("image token id {image_token_id} is not in the tokenizer"))?;
-    let ids = encode(text, req, &prompt_text(text, req, image_tokens.map(|n| (placeholder.as_str(), n)))?)?;
+    let rendered = prompt_text(text, req, image_tokens.map(|n| (placeholder.as_str(), n)))?;
+    let ids = encode(text, req, &rendered, config.text.max_position_embeddings)?;
     if image_tokens.is_none() && ids.contains(&image_token_id) {
         anyhow::bail!("the prompt contains image tokens ({placeholder}) but no --image was given");
     }

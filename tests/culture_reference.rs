@@ -182,7 +182,7 @@ fn matches_the_pytorch_reference() {
     }
 }
 
-/// DESIGN §4's second fast-mode criterion on a real multiple-choice set: the bundled model's
+/// docs/numerics.md's second fast-mode criterion on a real multiple-choice set: the bundled model's
 /// answers to all 300 mini-CVQA test questions in fast mode (tensor cores, or their emulation)
 /// agree with the PyTorch reference's on ≥ 99 % of them.
 #[test]

@@ -43,7 +43,7 @@ fn vision_tower_projector_and_packing_match_hf() {
     }
 }
 
-/// Fast mode within DESIGN §4's fast tolerances (vision tower included), emulated where the adapter has no tensor cores.
+/// Fast mode within docs/numerics.md's fast tolerances (vision tower included), emulated where the adapter has no tensor cores.
 #[test]
 fn fast_mode_matches_hf_within_fast_tolerance() {
     let fast = common::fast_gpu();

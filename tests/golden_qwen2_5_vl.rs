@@ -53,7 +53,7 @@ fn mrope_positions_match_hf() {
     assert_eq!(vl.rope_deltas, g.i64("rope_deltas"));
 }
 
-/// Fast mode within DESIGN §4's fast tolerances (vision tower included), emulated where the adapter has no tensor cores.
+/// Fast mode within docs/numerics.md's fast tolerances (vision tower included), emulated where the adapter has no tensor cores.
 #[test]
 fn fast_mode_matches_hf_within_fast_tolerance() {
     let fast = common::fast_gpu();

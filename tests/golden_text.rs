@@ -53,7 +53,7 @@ fn logits_and_hidden_states_match_hf() {
     }
 }
 
-/// Fast mode (tensor-core matmuls) within DESIGN §4's fast tolerances, emulated where the adapter has no tensor cores:
+/// Fast mode (tensor-core matmuls) within docs/numerics.md's fast tolerances, emulated where the adapter has no tensor cores:
 /// logits NMSE ≤ 1e-3 and the multiple-choice answer unchanged.
 #[test]
 fn fast_mode_matches_hf_within_fast_tolerance() {

@@ -99,7 +99,7 @@ fn write_weights(path: &Path) -> u64 {
         offset += bytes;
     }
     let mut h = serde_json::to_vec(&header).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     // One block of small random bf16 values, repeated: the run's cost does not depend on them.

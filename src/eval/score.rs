@@ -95,6 +95,15 @@ fn prepare(
     };
     let tokens = image.as_ref().map(|(_, n)| (placeholder, *n));
     let ids = prompt_ids(text, format, &ex.question, &ex.options, tokens).with_context(row)?;
+    let context = model.config().text.max_position_embeddings;
+    if ids.len() > context {
+        anyhow::bail!(
+            "{}: the prompt is {} tokens, longer than the model's context of {context} (max_position_embeddings in {})",
+            row(),
+            ids.len(),
+            model.config().path.display()
+        );
+    }
     let image_tokens = ids.iter().filter(|&&t| t == model.image_token_id()).count();
     let want = tokens.map_or(0, |(_, n)| n);
     if image_tokens != want {

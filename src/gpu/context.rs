@@ -109,7 +109,7 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub features: wgpu::Features,
     pub limits: wgpu::Limits,
-    /// Exact or fast matmuls (DESIGN §4), resolved from the user's request at open.
+    /// Exact or fast matmuls (docs/numerics.md), resolved from the user's request at open.
     pub precision: Precision,
     /// Fast mode's subgroup size on this adapter, or why it has no fast mode.
     pub fast_support: Result<u32, String>,

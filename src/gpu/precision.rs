@@ -1,4 +1,4 @@
-//! The two compute modes of DESIGN §4 and what an adapter needs for the fast one.
+//! The two compute modes of docs/numerics.md and what an adapter needs for the fast one.
 
 /// How matmuls run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

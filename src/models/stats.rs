@@ -3,7 +3,7 @@ use std::sync::Arc;
 use crate::gpu::{Gpu, GpuError};
 use crate::ops::swiglu::{AccBlock, NeuronSums, ACC_WORDS};
 
-/// Resident per-neuron statistics accumulators [groups, layers, width] (DESIGN §6), filled by the
+/// Resident per-neuron statistics accumulators [groups, layers, width] (docs/statistics.md), filled by the
 /// fused SwiGLU kernel during forward passes and read back once, folded to f64. Many cultures'
 /// accumulators are cut into blocks of whole groups, each within one storage binding.
 pub struct NeuronStats {
@@ -66,7 +66,7 @@ impl NeuronStats {
     }
 }
 
-/// Per-neuron affine map a' = scale·a + shift applied inside the SwiGLU (DESIGN §5).
+/// Per-neuron affine map a' = scale·a + shift applied inside the SwiGLU (docs/methods.md).
 pub struct Intervention {
     pub layers: usize,
     pub width: usize,

@@ -1,4 +1,4 @@
-//! The normative neuron methods of DESIGN §5, in one file, each with a worked-example test.
+//! The normative neuron methods of docs/methods.md, in one file, each with a worked-example test.
 //! A neuron is a flat index n = layer · I + j into [L, I].
 
 /// Per-group statistics of every neuron: P_g (count of a > 0), S_g (Σa), Q_g (Σa²), N_g.
@@ -133,7 +133,7 @@ pub struct Lape {
     pub assigned: Vec<Vec<usize>>,
 }
 
-/// LAPE (DESIGN §5): τ = 95th percentile of all p_g; neurons with no p_g > τ are dropped; the
+/// LAPE (docs/methods.md): τ = 95th percentile of all p_g; neurons with no p_g > τ are dropped; the
 /// lowest-entropy `top_rate` of all L·I neurons are kept; each goes to every group with p_g > τ.
 pub fn lape(s: &GroupStats, top_rate: f64) -> Lape {
     let n = s.neurons();

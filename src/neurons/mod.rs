@@ -1,4 +1,4 @@
-//! Culture-neuron scoring and selection (DESIGN §5). The statistics come from the fused SwiGLU
+//! Culture-neuron scoring and selection (docs/methods.md). The statistics come from the fused SwiGLU
 //! kernel; everything here is host-side arithmetic in f64.
 
 pub mod accum;

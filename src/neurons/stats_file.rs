@@ -47,7 +47,7 @@ pub struct StatsMeta {
     /// "default", or the prompt template's text.
     #[serde(default = "default_prompt")]
     pub prompt_format: String,
-    /// "exact" or "fast" (DESIGN §4): runs in different modes are not merged or resumed.
+    /// "exact" or "fast" (docs/numerics.md): runs in different modes are not merged or resumed.
     #[serde(default = "exact_precision")]
     pub precision: String,
     pub groups: Vec<String>,
@@ -203,16 +203,34 @@ impl StatsFile {
             v.chunks_exact(2).map(|p| ((p[1] as i128) << 64) | (p[0] as u64 as i128)).collect()
         };
         let mut acc = Accumulated::zeros(g, l, w);
-        acc.count_pos = i64s(tensor("count_pos", Dtype::I64, &[g, l, w])?).into_iter().map(|c| c as u64).collect();
+        // Counts can be neither negative nor above their culture's positions; sums are finite.
+        let counts_of = |name: &str, shape: &[usize]| -> anyhow::Result<Vec<u64>> {
+            let v = i64s(tensor(name, Dtype::I64, shape)?);
+            match v.iter().position(|&c| c < 0) {
+                Some(i) => Err(bad(format!("tensor {name} holds a negative count ({} at element {i})", v[i]))),
+                None => Ok(v.into_iter().map(|c| c as u64).collect()),
+            }
+        };
+        acc.positions = counts_of("positions", &[g])?;
+        acc.count_pos = counts_of("count_pos", &[g, l, w])?;
+        if let Some(i) = acc.count_pos.iter().enumerate().position(|(i, &c)| c > acc.positions[i / (l * w).max(1)]) {
+            return Err(bad(format!(
+                "tensor count_pos counts {} positive activations at element {i}, more than its culture's {} positions",
+                acc.count_pos[i],
+                acc.positions[i / (l * w).max(1)]
+            )));
+        }
+        for name in ["sum", "sum_sq"] {
+            let v = tensor(name, Dtype::F64, &[g, l, w])?;
+            if let Some(i) = v.chunks_exact(8).position(|c| !f64::from_le_bytes(c.try_into().unwrap()).is_finite()) {
+                return Err(bad(format!("tensor {name} holds a non-finite value at element {i}")));
+            }
+        }
         acc.sum = join(i64s(tensor("sum_fixed", Dtype::I64, &[g, l, w, 2])?));
         acc.sum_sq = join(i64s(tensor("sum_sq_fixed", Dtype::I64, &[g, l, w, 2])?));
-        acc.positions = i64s(tensor("positions", Dtype::I64, &[g])?).into_iter().map(|c| c as u64).collect();
         // Files written before these counts existed have neither.
-        let counts = |name: &str| -> anyhow::Result<Vec<u64>> {
-            Ok(i64s(tensor(name, Dtype::I64, &[g])?).into_iter().map(|c| c as u64).collect())
-        };
         acc.token_counts = if st.names().contains(&"tokens") {
-            Some(TokenCounts { tokens: counts("tokens")?, image_tokens: counts("image_tokens")? })
+            Some(TokenCounts { tokens: counts_of("tokens", &[g])?, image_tokens: counts_of("image_tokens", &[g])? })
         } else {
             None
         };

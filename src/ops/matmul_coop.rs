@@ -204,7 +204,7 @@ fn epilogue(tile: &CoopTile, ops: CoopOps) -> String {
     for i in 0..tile.am {
         for j in 0..tile.an {
             let a = acc(i, j);
-            // naga 30's SPIR-V writer needs the store's operands let-bound (DESIGN §7).
+            // naga 30's SPIR-V writer needs the store's operands let-bound (docs/devices.md).
             let store = match ops {
                 CoopOps::Hardware => {
                     format!(

@@ -1,5 +1,5 @@
 //! `ablate`: baseline accuracy per culture, then for each method and each culture's neuron set,
-//! accuracy on every culture with that set intervened on (DESIGN §5: zero, mean, or scaled), and
+//! accuracy on every culture with that set intervened on (docs/methods.md: zero, mean, or scaled), and
 //! the self/cross deltas, gap and flip rate that say whether the set is culture-specific.
 
 use std::collections::BTreeMap;
@@ -51,7 +51,8 @@ pub struct AblateOptions {
     pub data: DataOptions,
     /// The directory `identify` wrote.
     pub neurons: PathBuf,
-    pub methods: Vec<Method>,
+    /// None: every method whose sets are in `neurons`.
+    pub methods: Option<Vec<Method>>,
     pub mode: Mode,
     /// Statistics for the mean mode and for the baseline answers (default: the file the neuron
     /// sets were identified from).
@@ -122,7 +123,7 @@ pub struct Study<'a> {
 
 impl Study<'_> {
     /// Checks that a neuron-set file fits this model and these groups.
-    fn check(&self, sets: &NeuronSets, path: &Path) -> anyhow::Result<()> {
+    pub fn check(&self, sets: &NeuronSets, path: &Path) -> anyhow::Result<()> {
         // Files written before the architecture was recorded leave it empty.
         if !sets.architecture.is_empty() && sets.architecture != self.model.architecture() {
             anyhow::bail!(
@@ -229,8 +230,8 @@ impl Study<'_> {
         Ok(MethodRun { summary: s, per_group, logits: ablated_logits })
     }
 
-    /// The whole study: every method's sets from `neurons`.
-    pub fn run(&self, neurons: &Path, methods: &[Method], mode: Mode) -> anyhow::Result<Ablation> {
+    /// The whole study: every method's sets.
+    pub fn run(&self, sets: &[(PathBuf, NeuronSets)], mode: Mode) -> anyhow::Result<Ablation> {
         let g_n = self.groups.len();
         let metric = Metric::for_rows(self.examples, g_n);
         let base = Outcome::of(self.examples, &self.base_logits, &self.base_logits, g_n);
@@ -256,13 +257,11 @@ impl Study<'_> {
             base: self.base_logits.clone(),
             methods: BTreeMap::new(),
         };
-        for &m in methods {
-            let path = NeuronSets::path(neurons, m);
-            let sets = NeuronSets::load(&path)?;
-            let run = self.run_method(&sets, &path, mode)?;
-            summary.methods.insert(m.name().to_string(), run.summary);
-            extras.neurons_per_layer_per_group.insert(m.name().to_string(), run.per_group);
-            logits.methods.insert(m.name().to_string(), run.logits);
+        for (path, s) in sets {
+            let run = self.run_method(s, path, mode)?;
+            summary.methods.insert(s.method.clone(), run.summary);
+            extras.neurons_per_layer_per_group.insert(s.method.clone(), run.per_group);
+            logits.methods.insert(s.method.clone(), run.logits);
         }
         Ok(Ablation { summary, extras, logits })
     }
@@ -284,22 +283,57 @@ pub fn baseline_from_stats(
         && stats.option_logits.first().is_none_or(|r| r.len() == model.option_ids.len())
         && (m.option_token_ids.is_empty() || m.option_token_ids == model.option_ids)
         && m.prompt_format == model.prompt.describe()
+        && m.precision == model.vlm.decoder().gpu().precision.name()
         && (m.image_budget.is_none() || m.image_budget == model.vlm.pixel_bounds());
     same.then(|| stats.option_logits.clone())
 }
 
+/// The neuron sets an ablation runs, each file loaded and checked before any model work:
+/// `methods`, or (None) every method whose `neurons_<method>.json` is in `dir`.
+pub fn load_neuron_sets(dir: &Path, methods: Option<&[Method]>) -> anyhow::Result<Vec<(PathBuf, NeuronSets)>> {
+    let wanted: Vec<Method> = match methods {
+        Some(m) => m.to_vec(),
+        None => Method::ALL.into_iter().filter(|&m| NeuronSets::path(dir, m).is_file()).collect(),
+    };
+    if wanted.is_empty() {
+        anyhow::bail!("{}: no neurons_<method>.json files (run `culturelens identify` first)", dir.display());
+    }
+    let missing: Vec<String> = wanted
+        .iter()
+        .map(|&m| NeuronSets::path(dir, m))
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!("neuron sets not found: {}", missing.join(", "));
+    }
+    wanted
+        .into_iter()
+        .map(|m| {
+            let path = NeuronSets::path(dir, m);
+            NeuronSets::load(&path).map(|s| (path, s))
+        })
+        .collect()
+}
+
 pub fn ablate(gpu: &std::sync::Arc<Gpu>, o: &AblateOptions) -> anyhow::Result<Ablation> {
+    let sets = load_neuron_sets(&o.neurons, o.methods.as_deref())?;
     let sel = o.data.load()?;
     let model = CultureModel::load_with(gpu, &o.model, options_per_row(&sel.grouped.examples), &o.data.inputs)?;
-    let ablation = ablate_loaded(&model, &sel, o)?;
+    let ablation = ablate_loaded(&model, &sel, o, &sets)?;
     ablation.save(&o.out)?;
     Ok(ablation)
 }
 
-/// `ablate` with the model and rows already loaded; does not write.
-pub fn ablate_loaded(model: &CultureModel, sel: &Selected, o: &AblateOptions) -> anyhow::Result<Ablation> {
+/// `ablate` with the model, rows and neuron sets already loaded; does not write.
+pub fn ablate_loaded(
+    model: &CultureModel,
+    sel: &Selected,
+    o: &AblateOptions,
+    sets: &[(PathBuf, NeuronSets)],
+) -> anyhow::Result<Ablation> {
     let examples = &sel.grouped.examples;
-    let first = NeuronSets::load(&NeuronSets::path(&o.neurons, *o.methods.first().context("no method given")?))?;
+    let first = &sets.first().context("no neuron sets given")?.1;
     let stats_path = o.stats.clone().unwrap_or_else(|| PathBuf::from(&first.stats));
     let stats = match load_stats(&stats_path) {
         Ok((p, s)) => {
@@ -336,5 +370,8 @@ pub fn ablate_loaded(model: &CultureModel, sel: &Selected, o: &AblateOptions) ->
         max_batch_tokens: o.max_batch_tokens,
         progress: o.progress,
     };
-    study.run(&o.neurons, &o.methods, o.mode)
+    for (path, s) in sets {
+        study.check(s, path)?;
+    }
+    study.run(sets, o.mode)
 }

@@ -165,11 +165,12 @@ pub enum ModeArg {
 }
 
 impl ModeArgs {
-    pub fn mode(&self) -> Mode {
-        match (self.scale, self.mode) {
+    pub fn mode(&self) -> anyhow::Result<Mode> {
+        Ok(match (self.scale, self.mode) {
+            (Some(s), _) if !s.is_finite() => anyhow::bail!("--scale {s}: must be a finite number"),
             (Some(s), _) => Mode::Scale(s),
             (None, ModeArg::Zero) => Mode::Zero,
             (None, ModeArg::Mean) => Mode::Mean,
-        }
+        })
     }
 }

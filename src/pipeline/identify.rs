@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::neurons::methods::{cas_scores, k_from_fraction, lap_scores, lape, mad_scores, select, GroupStats, Method};
 use crate::neurons::stats_file::{resolve, StatsFile};
 
-/// One k for every method and culture (DESIGN §5).
+/// One k for every method and culture (docs/methods.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum KChoice {
     Count(usize),

@@ -1,4 +1,4 @@
-//! The culture-neuron pipeline: collect → identify → ablate → report (DESIGN §1, §5).
+//! The culture-neuron pipeline: collect → identify → ablate → report (docs/methods.md).
 
 pub mod ablate;
 pub mod ablated_logits;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::ablate::{ablate_loaded, AblateOptions, Mode};
+use super::ablate::{ablate_loaded, load_neuron_sets, AblateOptions, Mode};
 use super::collect::{collect_loaded, CollectOptions, MIN_CHECKPOINT_SECONDS};
 use super::data::DataOptions;
 use super::identify::{identify, IdentifyOptions, KChoice};
@@ -65,6 +65,7 @@ pub fn pipeline(gpu: &Arc<Gpu>, o: &PipelineOptions) -> anyhow::Result<Summary> 
         out: neurons_dir.clone(),
     })?;
     step("ablating");
+    let sets = load_neuron_sets(&neurons_dir, Some(&o.methods))?;
     let ablation = ablate_loaded(
         &model,
         &sel,
@@ -72,13 +73,14 @@ pub fn pipeline(gpu: &Arc<Gpu>, o: &PipelineOptions) -> anyhow::Result<Summary> 
             model: o.model.clone(),
             data: o.data.clone(),
             neurons: neurons_dir,
-            methods: o.methods.clone(),
+            methods: Some(o.methods.clone()),
             mode: o.mode,
             stats: Some(stats),
             max_batch_tokens: o.max_batch_tokens,
             out: o.out.clone(),
             progress: o.progress,
         },
+        &sets,
     )?;
     ablation.save(&o.out)?;
     write_report(&o.out, &ablation.summary, &ablation.extras)?;

@@ -15,6 +15,18 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use super::ImageError;
 
+/// Largest side an image may declare, in pixels.
+const MAX_SIDE: u32 = 1 << 15;
+/// Most memory one decode may allocate (a 100-megapixel RGBA image is 400 MB).
+const MAX_DECODED_BYTES: u64 = 1 << 30;
+
+/// Whether a JPEG stream holds an end-of-image marker after its last start-of-scan, as a
+/// complete file does; PIL refuses one without ("image file is truncated"), so do we.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap_or(0);
+    bytes[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
 /// Reads and decodes an image file; see the module docs for how it is turned into RGB.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
     let bytes = std::fs::read(path).map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
@@ -27,15 +39,24 @@ pub fn decode_rgb(bytes: &[u8], origin: &str) -> Result<RgbImage, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty { origin: origin.to_string() });
     }
-    let decode_err = |source| ImageError::Decode { origin: origin.to_string(), source };
+    let decode_err = |cause| ImageError::Decode { origin: origin.to_string(), cause };
     // A Cursor cannot fail to read, so the io::Error arm is unreachable in practice.
-    let reader = ImageReader::new(Cursor::new(bytes))
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| decode_err(image::ImageError::IoError(e)))?;
     if reader.format().is_none() {
         let head = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
         return Err(ImageError::UnknownFormat { origin: origin.to_string(), head });
     }
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+        return Err(ImageError::Truncated { origin: origin.to_string() });
+    }
+    // A header may claim any size; refuse what no photo needs before allocating it.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(decode_err)?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {

@@ -24,12 +24,11 @@ pub enum ImageError {
     Empty { origin: String },
     #[error("{origin}: not a recognised image format (first bytes {head})")]
     UnknownFormat { origin: String, head: String },
-    #[error("{origin}: cannot decode image: {source}")]
-    Decode {
-        origin: String,
-        #[source]
-        source: image::ImageError,
-    },
+    // The decoder's message is part of this one, so it is not chained as a source too.
+    #[error("{origin}: cannot decode image: {cause}")]
+    Decode { origin: String, cause: image::ImageError },
+    #[error("{origin}: JPEG data ends before the image does (truncated file; Pillow refuses it too)")]
+    Truncated { origin: String },
     #[error("{origin}: image has zero width or height ({width}x{height})")]
     ZeroSize { origin: String, width: u32, height: u32 },
     #[error("{}: invalid JSON: {source}", path.display())]

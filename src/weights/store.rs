@@ -22,6 +22,8 @@ pub enum WeightError {
     DType { name: String, path: PathBuf, dtype: String },
     #[error("tensor {name} in {path} has shape {found:?} but the config implies {expected:?}")]
     Shape { name: String, path: PathBuf, expected: Vec<usize>, found: Vec<usize> },
+    #[error("tensor {name} in {path} holds {value} at element {index}: the checkpoint is corrupt")]
+    NonFinite { name: String, path: PathBuf, index: usize, value: String },
 }
 
 struct Entry {
@@ -152,7 +154,7 @@ impl WeightStore {
                 found: t.shape.into(),
             });
         }
-        t.weight_dtype()?;
+        t.check_finite()?;
         Ok(t)
     }
 }
@@ -167,6 +169,33 @@ impl TensorRef<'_> {
                 Err(WeightError::DType { name: self.name.into(), path: self.path.into(), dtype: format!("{other:?}") })
             }
         }
+    }
+
+    /// Fails on the first NaN or ±Inf (an all-ones exponent), naming the tensor: one pass over
+    /// the bytes, which the upload reads anyway.
+    pub fn check_finite(&self) -> Result<(), WeightError> {
+        let (size, mask) = match self.weight_dtype()? {
+            WeightDType::BF16 => (2, 0x7f80u32),
+            WeightDType::F16 => (2, 0x7c00),
+            WeightDType::F32 => (4, 0x7f80_0000),
+        };
+        let bits = |c: &[u8]| {
+            if size == 2 {
+                u16::from_le_bytes([c[0], c[1]]) as u32
+            } else {
+                u32::from_le_bytes([c[0], c[1], c[2], c[3]])
+            }
+        };
+        let Some(index) = self.bytes.chunks_exact(size).position(|c| bits(c) & mask == mask) else {
+            return Ok(());
+        };
+        let b = bits(&self.bytes[index * size..]);
+        let value = match self.weight_dtype()? {
+            WeightDType::BF16 => f32::from_bits(b << 16),
+            WeightDType::F16 => half::f16::from_bits(b as u16).to_f32(),
+            WeightDType::F32 => f32::from_bits(b),
+        };
+        Err(WeightError::NonFinite { name: self.name.into(), path: self.path.into(), index, value: format!("{value}") })
     }
 
     /// Widens to f32 on the host; used for small vectors (norm weights, biases).

@@ -51,7 +51,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32)
     }
 }
 
-/// Σ(x−ref)² / Σ(ref−mean(ref))²  (DESIGN §4).
+/// Σ(x−ref)² / Σ(ref−mean(ref))²  (docs/numerics.md).
 pub fn nmse(got: &[f32], want: &[f32]) -> f64 {
     assert_eq!(got.len(), want.len());
     let mean = want.iter().map(|&v| v as f64).sum::<f64>() / want.len() as f64;
@@ -110,7 +110,7 @@ pub fn argmax_rows(v: &[f32], width: usize) -> Vec<usize> {
     v.chunks(width).map(|r| r.iter().enumerate().fold(0, |b, (i, &x)| if x > r[b] { i } else { b })).collect()
 }
 
-/// DESIGN §4's fast-mode tolerance: logits NMSE ≤ 1e-3; prints how many positions keep their
+/// docs/numerics.md's fast-mode tolerance: logits NMSE ≤ 1e-3; prints how many positions keep their
 /// argmax (near-ties may flip, so that figure is reported, not asserted).
 pub fn check_fast(what: &str, got: &[f32], want: &[f32], vocab: usize) {
     let e = nmse(got, want);
