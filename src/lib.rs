@@ -12,5 +12,6 @@ pub mod plant;
 pub mod report;
 pub mod runner;
 pub mod text;
+pub mod util;
 pub mod vision;
 pub mod weights;

@@ -374,10 +374,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// One line per method: mean self and cross Δ in points, gap, flip rate.
 fn print_summary(s: &culturelens::report::Summary) {
-    println!("{:<6} {:>4} {:>8} {:>8} {:>8} {:>6}", "method", "k", "self Δ", "cross Δ", "gap", "flips");
+    println!("{:<9} {:>4} {:>7} {:>8} {:>8} {:>8} {:>6}", "method", "k", "sets", "self Δ", "cross Δ", "gap", "flips");
     for (name, m) in &s.methods {
+        let (lo, hi) = m.set_size_range();
+        let sets = if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") };
         println!(
-            "{name:<6} {:>4} {:>+8.1} {:>+8.1} {:>+8.1} {:>5.1}%",
+            "{name:<9} {:>4} {sets:>7} {:>+8.1} {:>+8.1} {:>+8.1} {:>5.1}%",
             m.k,
             100.0 * m.mean_self_delta,
             100.0 * m.mean_cross_delta,

@@ -19,8 +19,12 @@ pub struct GroupStats {
 pub enum Method {
     /// Contrastive activation margin: μ_g − max_{g'≠g} μ_g', top-k among positive scores.
     Cas,
-    /// Language activation probability entropy (Tang et al. 2024).
+    /// Language activation probability entropy (Tang et al. 2024), same-k variant: each
+    /// culture's k lowest-entropy neurons among those whose p_g exceeds τ.
     Lape,
+    /// Tang et al.'s original selection: the lowest-entropy `top_rate` of all neurons, shared,
+    /// each assigned to every culture whose p_g exceeds τ; at most k per culture.
+    LapeTang,
     /// Language activation probability: p_g, top-k.
     Lap,
     /// Mean activation difference: μ_g − mean_{g'≠g} μ_g', top-k.
@@ -28,12 +32,16 @@ pub enum Method {
 }
 
 impl Method {
+    /// What `--method all` compares: every method at one k per culture.
     pub const ALL: [Method; 4] = [Method::Cas, Method::Lape, Method::Lap, Method::Mad];
+    /// Every method there is, `all` plus LAPE as Tang et al. select it.
+    pub const EVERY: [Method; 5] = [Method::Cas, Method::Lape, Method::LapeTang, Method::Lap, Method::Mad];
 
     pub fn name(self) -> &'static str {
         match self {
             Method::Cas => "cas",
             Method::Lape => "lape",
+            Method::LapeTang => "lape-tang",
             Method::Lap => "lap",
             Method::Mad => "mad",
         }
@@ -108,22 +116,19 @@ pub fn k_from_fraction(neurons: usize, fraction: f64) -> usize {
     (r as usize).max(1)
 }
 
-/// numpy.percentile with linear interpolation (its default).
-pub fn percentile(values: &[f64], q: f64) -> f64 {
+/// torch's `kthvalue(round(len · q))` of `values` (1-based k-th smallest, Python's rounding),
+/// as Tang et al.'s identify.py takes its thresholds.
+pub fn kth_value(values: &[f64], q: f64) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q / 100.0 * (v.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+    let k = k_from_fraction(v.len(), q).min(v.len());
+    v.get(k.saturating_sub(1)).copied().unwrap_or(f64::NAN)
 }
 
 /// What LAPE computes before any per-culture cut.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lape {
-    /// 95th percentile of every p_g(l, j).
+    /// kthvalue(round(0.95 · n)) of every p_g(l, j) (identify.py's filter and activation bar).
     pub tau: f64,
     /// Entropy of the normalised activation probabilities per neuron (NaN where no p_g > τ).
     pub entropy: Vec<f64>,
@@ -133,13 +138,14 @@ pub struct Lape {
     pub assigned: Vec<Vec<usize>>,
 }
 
-/// LAPE (docs/methods.md): τ = 95th percentile of all p_g; neurons with no p_g > τ are dropped; the
-/// lowest-entropy `top_rate` of all L·I neurons are kept; each goes to every group with p_g > τ.
+/// LAPE (docs/methods.md), step by step as identify.py: τ = kthvalue of all p_g at 95 %;
+/// neurons with no p_g > τ are dropped; the lowest-entropy `top_rate` of all L·I neurons are
+/// kept; each goes to every group with p_g > τ.
 pub fn lape(s: &GroupStats, top_rate: f64) -> Lape {
     let n = s.neurons();
     let probs: Vec<Vec<f64>> = (0..s.groups).map(|g| s.prob(g)).collect();
     let all: Vec<f64> = probs.iter().flatten().copied().collect();
-    let tau = percentile(&all, 95.0);
+    let tau = kth_value(&all, 0.95);
     let entropy: Vec<f64> = (0..n)
         .map(|j| {
             if !probs.iter().any(|p| p[j] > tau) {
@@ -156,11 +162,23 @@ pub fn lape(s: &GroupStats, top_rate: f64) -> Lape {
     Lape { tau, entropy, kept: candidates, assigned }
 }
 
-/// Each group's neuron set for `method` with one k for all methods (LAPE: its same-k variant,
-/// the k lowest-entropy neurons assigned to the group).
+/// Each group's neuron set for `method` with one k for all methods. LAPE's same-k variant fills
+/// each culture's set to k: its assigned neurons by ascending entropy, then the next-lowest-
+/// entropy neurons whose p_g exceeds τ; Tang's original keeps at most k of its assignment.
 pub fn select(s: &GroupStats, method: Method, k: usize, lape_top_rate: f64) -> Vec<Vec<usize>> {
     match method {
-        Method::Lape => lape(s, lape_top_rate)
+        Method::Lape => {
+            let l = lape(s, lape_top_rate);
+            let mut order: Vec<usize> = (0..s.neurons()).filter(|&j| !l.entropy[j].is_nan()).collect();
+            order.sort_by(|&a, &b| l.entropy[a].total_cmp(&l.entropy[b]).then(a.cmp(&b)));
+            (0..s.groups)
+                .map(|g| {
+                    let p = s.prob(g);
+                    order.iter().copied().filter(|&j| p[j] > l.tau).take(k).collect()
+                })
+                .collect()
+        }
+        Method::LapeTang => lape(s, lape_top_rate)
             .assigned
             .into_iter()
             .map(|mut v| {
@@ -173,7 +191,7 @@ pub fn select(s: &GroupStats, method: Method, k: usize, lape_top_rate: f64) -> V
                 Method::Cas => top_k(&cas_scores(s, g), k, true),
                 Method::Lap => top_k(&lap_scores(s, g), k, false),
                 Method::Mad => top_k(&mad_scores(s, g), k, false),
-                Method::Lape => unreachable!(),
+                Method::Lape | Method::LapeTang => unreachable!("handled above"),
             })
             .collect(),
     }
@@ -247,9 +265,9 @@ mod tests {
     fn lape_threshold_entropy_and_assignment() {
         let s = example();
         // All 12 p values sorted: 0, .0, .1, .1, .2, .3, .3, .5, .5, .5, .6, .9
-        // 95th percentile: position 0.95 * 11 = 10.45 → 0.6 + 0.45 * (0.9 - 0.6) = 0.735.
+        // kthvalue(round(12 * 0.95) = round(11.4) = 11) = 0.6.
         let l = lape(&s, 0.5);
-        assert!((l.tau - 0.735).abs() < 1e-12);
+        assert!((l.tau - 0.6).abs() < 1e-12);
         // Only neuron 0 has a p above τ (0.9, culture 0): p̂ = (0.9, 0.1, 0)/1.0.
         let h0 = -(0.9f64 * 0.9f64.ln() + 0.1 * 0.1f64.ln());
         assert!((l.entropy[0] - h0).abs() < 1e-12);
@@ -265,6 +283,47 @@ mod tests {
         assert_eq!(k_from_fraction(50, 0.05), 2); // 2.5 → 2 (half to even)
         assert_eq!(k_from_fraction(70, 0.05), 4); // 3.5 → 4
         assert_eq!(k_from_fraction(10, 0.001), 1);
-        assert!((percentile(&[1.0, 2.0, 3.0, 4.0], 50.0) - 2.5).abs() < 1e-12);
+        assert_eq!(kth_value(&[4.0, 1.0, 3.0, 2.0], 0.5), 2.0);
+    }
+    /// LAPE as Tang et al.'s identify.py runs it (RUCAIBox/Language-Specific-Neurons), step by
+    /// step on counts out of 20 positions for 3 cultures x 2 layers x 10 neurons:
+    /// activation_probs = over_zero / n; τ = flattened_probs.kthvalue(round(60 · 0.95) = 57)
+    /// = 0.9 (the 57th smallest of the 60 p); a neuron whose every p ≤ τ gets entropy +inf;
+    /// top_rate 0.1 keeps round(20 · 0.1) = 2 lowest-entropy neurons; each goes to every
+    /// culture whose p > activation_bar (the same kthvalue). The three p above τ:
+    ///   neuron (1,4): counts (1, 19, 1) → p̂ = (1, 19, 1)/21, H = 0.380506
+    ///   neuron (1,8): counts (20, 3, 2) → H = 0.635005
+    ///   neuron (0,0): counts (2, 4, 20) → H = 0.687092
+    /// so identify.py keeps (1,4) and (1,8): culture 0 gets (1,8), culture 1 (1,4), culture 2
+    /// nothing. The same-k variant (k = 2) fills culture 2 with (0,0), the next-lowest entropy
+    /// whose p_2 exceeds τ. (Values checked with a plain-Python transcription of identify.py.)
+    #[test]
+    fn lape_follows_identify_py_and_the_same_k_variant_fills_to_k() {
+        let counts: [[[u64; 10]; 2]; 3] = [
+            [[2, 16, 5, 3, 0, 12, 7, 1, 4, 6], [3, 2, 18, 9, 1, 0, 5, 8, 20, 4]],
+            [[4, 1, 5, 17, 2, 11, 8, 0, 4, 6], [2, 3, 1, 9, 19, 0, 6, 7, 3, 5]],
+            [[20, 2, 5, 3, 1, 10, 9, 2, 4, 7], [2, 1, 2, 8, 1, 16, 4, 9, 2, 6]],
+        ];
+        let s = GroupStats {
+            groups: 3,
+            layers: 2,
+            width: 10,
+            count_pos: counts.iter().flatten().flatten().map(|&c| c as f64).collect(),
+            sum: vec![0.0; 60],
+            sum_sq: vec![0.0; 60],
+            positions: vec![20; 3],
+        };
+        let l = lape(&s, 0.1);
+        assert!((l.tau - 0.9).abs() < 1e-12, "τ = {}", l.tau);
+        let finite: Vec<(usize, f64)> = l.entropy.iter().copied().enumerate().filter(|(_, h)| !h.is_nan()).collect();
+        let want = [(0, 0.687092), (14, 0.380506), (18, 0.635005)];
+        assert_eq!(finite.len(), 3);
+        for ((j, h), (wj, wh)) in finite.iter().zip(want) {
+            assert_eq!(*j, wj);
+            assert!((h - wh).abs() < 1e-6, "H of neuron {j}: {h}");
+        }
+        assert_eq!(l.kept, vec![14, 18]);
+        assert_eq!(select(&s, Method::LapeTang, 2, 0.1), vec![vec![18], vec![14], vec![]]);
+        assert_eq!(select(&s, Method::Lape, 2, 0.1), vec![vec![18], vec![14], vec![0]]);
     }
 }

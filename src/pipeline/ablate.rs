@@ -216,6 +216,7 @@ impl Study<'_> {
             |v: &[f64]| -> BTreeMap<String, f64> { self.groups.iter().cloned().zip(v.iter().copied()).collect() };
         let s = MethodSummary {
             k: sets.k,
+            set_sizes: sets.sets.iter().map(|s| (s.group.clone(), s.neurons.len())).collect(),
             self_delta: by_name(&self_delta),
             cross_delta: by_name(&cross_delta),
             mean_self_delta: mean(&self_delta),
@@ -293,7 +294,7 @@ pub fn baseline_from_stats(
 pub fn load_neuron_sets(dir: &Path, methods: Option<&[Method]>) -> anyhow::Result<Vec<(PathBuf, NeuronSets)>> {
     let wanted: Vec<Method> = match methods {
         Some(m) => m.to_vec(),
-        None => Method::ALL.into_iter().filter(|&m| NeuronSets::path(dir, m).is_file()).collect(),
+        None => Method::EVERY.into_iter().filter(|&m| NeuronSets::path(dir, m).is_file()).collect(),
     };
     if wanted.is_empty() {
         anyhow::bail!("{}: no neurons_<method>.json files (run `culturelens identify` first)", dir.display());

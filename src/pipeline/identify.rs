@@ -38,12 +38,11 @@ pub fn parse_method(s: &str) -> anyhow::Result<Vec<Method>> {
     for part in s.split(',').map(str::trim) {
         match part {
             "all" => out.extend(Method::ALL),
-            _ => out.push(
-                Method::ALL
-                    .into_iter()
-                    .find(|m| m.name() == part)
-                    .ok_or_else(|| anyhow::anyhow!("method {part:?}: expected cas, lape, lap, mad or all"))?,
-            ),
+            _ => {
+                out.push(Method::EVERY.into_iter().find(|m| m.name() == part).ok_or_else(|| {
+                    anyhow::anyhow!("method {part:?}: expected cas, lape, lape-tang, lap, mad or all")
+                })?)
+            }
         }
     }
     out.dedup();
@@ -131,14 +130,15 @@ fn method_scores(s: &GroupStats, method: Method, g: usize, lape_entropy: &[f64])
         Method::Cas => cas_scores(s, g),
         Method::Mad => mad_scores(s, g),
         Method::Lap => lap_scores(s, g),
-        Method::Lape => lape_entropy.to_vec(),
+        Method::Lape | Method::LapeTang => lape_entropy.to_vec(),
     }
 }
 
 /// Neuron sets of one method from statistics already loaded.
 pub fn neuron_sets(stats: &StatsFile, stats_path: &Path, method: Method, k: usize, lape_top_rate: f64) -> NeuronSets {
     let s = stats.acc.group_stats();
-    let entropy = if method == Method::Lape { lape(&s, lape_top_rate).entropy } else { Vec::new() };
+    let entropy =
+        if matches!(method, Method::Lape | Method::LapeTang) { lape(&s, lape_top_rate).entropy } else { Vec::new() };
     let chosen = select(&s, method, k, lape_top_rate);
     let w = s.width;
     let sets = chosen

@@ -70,6 +70,7 @@ pub fn write_report(out: &Path, s: &Summary, x: &ReportExtras) -> anyhow::Result
     };
     let mut extras = x.clone();
     extras.notes.extend(tables::label_notes(s, x));
+    extras.notes.extend(tables::size_notes(s));
     if let Some(e) = &fig_err {
         extras.notes.push(format!("Figures could not be drawn: {e:#}"));
     }

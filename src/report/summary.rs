@@ -44,7 +44,10 @@ pub struct Summary {
 /// Per-method scores and ablation results.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct MethodSummary {
-    pub k: usize,                          // neurons per culture
+    pub k: usize, // neurons per culture asked for
+    /// group -> neurons its set actually holds (CAS and LAPE sets can fall short of k).
+    #[serde(default)]
+    pub set_sizes: BTreeMap<String, usize>,
     pub self_delta: BTreeMap<String, f64>, // group -> Δ accuracy (fraction, e.g. -0.083)
     pub cross_delta: BTreeMap<String, f64>,
     pub mean_self_delta: f64,
@@ -85,6 +88,13 @@ impl Summary {
 }
 
 impl MethodSummary {
+    /// The smallest and largest set any culture got (k, k in files that do not record sizes).
+    pub fn set_size_range(&self) -> (usize, usize) {
+        let lo = self.set_sizes.values().copied().min().unwrap_or(self.k);
+        let hi = self.set_sizes.values().copied().max().unwrap_or(self.k);
+        (lo, hi)
+    }
+
     /// Accuracy after ablating the set of culture `a`, evaluated on culture `e` (None when missing / not finite).
     pub(crate) fn acc(&self, a: usize, e: usize) -> Option<f64> {
         self.matrix.get(a).and_then(|row| row.get(e)).copied().filter(|v| v.is_finite())

@@ -116,6 +116,41 @@ pub(crate) fn matrix_note(s: &Summary) -> String {
     format!("{head}{} (%) after ablating the row culture's neurons, evaluated on the column culture.", cap.as_str())
 }
 
+/// "k", or "k (sizes lo–hi)" when some culture's set holds fewer neurons.
+pub(crate) fn k_cell(m: &MethodSummary) -> String {
+    let (lo, hi) = m.set_size_range();
+    if lo == m.k && hi == m.k {
+        m.k.to_string()
+    } else if lo == hi {
+        format!("{} (sets of {lo})", m.k)
+    } else {
+        format!("{} (sets of {lo}–{hi})", m.k)
+    }
+}
+
+/// Report notes on sets smaller than k: which cultures, and why for that method.
+pub(crate) fn size_notes(s: &Summary) -> Vec<String> {
+    s.methods
+        .iter()
+        .filter_map(|(name, m)| {
+            let short: Vec<String> =
+                m.set_sizes.iter().filter(|(_, &n)| n < m.k).map(|(g, n)| format!("{g} {n}")).collect();
+            if short.is_empty() {
+                return None;
+            }
+            let why = match name.as_str() {
+                "cas" => "CAS keeps only neurons whose margin over every other culture is positive",
+                "lape" => "fewer than k neurons have an activation probability above τ for those cultures",
+                "lape-tang" => {
+                    "Tang et al.'s LAPE keeps the lowest-entropy top_rate of all neurons, shared by all cultures"
+                }
+                _ => "the method found fewer candidates",
+            };
+            Some(format!("{name}: sets smaller than k = {} ({}): {why}.", m.k, short.join(", ")))
+        })
+        .collect()
+}
+
 /// Report notes on hidden labels: what the metric then is, and how many rows lack one.
 pub(crate) fn label_notes(s: &Summary, x: &ReportExtras) -> Vec<String> {
     let total: usize = x.examples_per_group.iter().sum();
@@ -162,7 +197,7 @@ pub(crate) fn methods_table(s: &Summary) -> Table {
         .map(|(name, m)| {
             vec![
                 Cell::new(name.as_str()),
-                Cell::new(m.k.to_string()),
+                Cell::new(k_cell(m)),
                 Cell::new(pp(m.mean_self_delta)),
                 Cell::new(pp(m.mean_cross_delta)),
                 Cell::new(pp(m.gap)),
@@ -318,10 +353,11 @@ fn csv_num(v: Option<f64>) -> String {
 
 /// `methods.csv`: method,k,mean_self_delta,mean_cross_delta,gap,flip_rate (fractions).
 pub(crate) fn methods_csv(s: &Summary) -> String {
-    let mut out = String::from("method,k,mean_self_delta,mean_cross_delta,gap,flip_rate\n");
+    let mut out = String::from("method,k,mean_self_delta,mean_cross_delta,gap,flip_rate,set_size_min,set_size_max\n");
     for (name, m) in &s.methods {
         let nums = [m.mean_self_delta, m.mean_cross_delta, m.gap, m.flip_rate].map(|v| csv_num(Some(v)));
-        let _ = writeln!(out, "{},{},{}", csv_field(name), m.k, nums.join(","));
+        let (lo, hi) = m.set_size_range();
+        let _ = writeln!(out, "{},{},{},{lo},{hi}", csv_field(name), m.k, nums.join(","));
     }
     out
 }

@@ -28,6 +28,7 @@ fn example() -> (Summary, ReportExtras) {
         let mc = cross_d.iter().sum::<f64>() / 3.0;
         MethodSummary {
             k,
+            set_sizes: BTreeMap::new(),
             self_delta: map(&groups, &self_d),
             cross_delta: map(&groups, &cross_d),
             mean_self_delta: ms,
@@ -217,6 +218,7 @@ fn worked_example() {
     assert_eq!(keys(&v["methods"]), set(&["cas", "lape"]));
     let method_keys = [
         "k",
+        "set_sizes",
         "self_delta",
         "cross_delta",
         "mean_self_delta",
@@ -236,7 +238,10 @@ fn worked_example() {
 
     // methods.csv: fractions, one row per method.
     let rows = read_csv(&out.join("methods.csv"));
-    assert_eq!(rows[0], ["method", "k", "mean_self_delta", "mean_cross_delta", "gap", "flip_rate"]);
+    assert_eq!(
+        rows[0],
+        ["method", "k", "mean_self_delta", "mean_cross_delta", "gap", "flip_rate", "set_size_min", "set_size_max"]
+    );
     assert_eq!(rows.len(), 3);
     for (row, (name, m)) in rows[1..].iter().zip(&s.methods) {
         assert_eq!(row[0], *name);
@@ -321,6 +326,7 @@ fn flat_summary(groups: usize, layers: usize, methods: &[&str], base: f64) -> (S
     let zeros: BTreeMap<String, f64> = names.iter().map(|g| (g.clone(), 0.0)).collect();
     let m = MethodSummary {
         k: 5,
+        set_sizes: BTreeMap::new(),
         self_delta: zeros.clone(),
         cross_delta: zeros,
         mean_self_delta: 0.0,

@@ -19,6 +19,8 @@ pub enum DatasetError {
         #[source]
         source: ParquetError,
     },
+    #[error("{path}: not a readable parquet file: the reader failed on malformed data ({reason})")]
+    Malformed { path: PathBuf, reason: String },
     #[error("{path}: reading row {row}: {source}")]
     ParquetRow {
         path: PathBuf,

@@ -137,7 +137,14 @@ fn check_codecs(path: &Path, meta: &ParquetMetaData) -> Result<(), DatasetError>
     Ok(())
 }
 
+/// The `parquet` crate panics on some malformed files (out-of-range slices in its decoders)
+/// rather than returning an error; such a file is reported like any other unreadable one.
 pub(super) fn load(path: &Path, lang: Lang) -> Result<Vec<McExample>, DatasetError> {
+    crate::util::panic_as_error(|| load_unguarded(path, lang))
+        .unwrap_or_else(|message| Err(DatasetError::Malformed { path: path.to_path_buf(), reason: message }))
+}
+
+fn load_unguarded(path: &Path, lang: Lang) -> Result<Vec<McExample>, DatasetError> {
     let file = fs::File::open(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
     let reader =
         SerializedFileReader::new(file).map_err(|source| DatasetError::Parquet { path: path.to_path_buf(), source })?;
