@@ -247,7 +247,8 @@ fn worked_example() {
         assert_eq!(row[0], *name);
         assert_eq!(row[1], m.k.to_string());
         let nums: Vec<f64> = row[2..].iter().map(|v| v.parse().unwrap()).collect();
-        assert_eq!(nums, [m.mean_self_delta, m.mean_cross_delta, m.gap, m.flip_rate]);
+        let k = m.k as f64;
+        assert_eq!(nums, [m.mean_self_delta, m.mean_cross_delta, m.gap, m.flip_rate, k, k], "no sizes: all sets of k");
     }
 
     // matrix_<method>.csv: every (ablated, evaluated) pair with base, accuracy and delta.
