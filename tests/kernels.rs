@@ -3,8 +3,8 @@ mod common;
 
 use common::{assert_close, gpu, randn, rng};
 use culturelens::gpu::{Recorder, WeightDType, WeightTensor};
-use culturelens::ops::matmul_coop::{self, CoopOps, CoopTile};
-use culturelens::ops::{activation, attention, embedding, gather, layernorm, matmul, rmsnorm, rope, swiglu};
+use culturelens::ops::matmul_coop::{CoopOps, CoopTile};
+use culturelens::ops::{activation, embedding, gather, layernorm, matmul, rmsnorm, rope, swiglu};
 use half::{bf16, f16};
 
 /// Rounds `v` to `dtype` and returns (bytes as stored on disk, the values the GPU will see).
@@ -146,9 +146,9 @@ fn coop_matmul_on_tensor_cores_matches_reference() {
 #[test]
 fn fast_mode_self_check() {
     let g = gpu();
-    matmul_coop::self_check(&g, CoopTile::EMULATED, CoopOps::Emulated).unwrap();
+    culturelens::ops::coop_check::self_check(&g, CoopTile::EMULATED, CoopOps::Emulated).unwrap();
     let oversized = CoopTile { subgroup: 8, sg_m: 4, sg_n: 4, am: 4, an: 4 };
-    let why = matmul_coop::self_check(&g, oversized, CoopOps::Emulated).unwrap_err();
+    let why = culturelens::ops::coop_check::self_check(&g, oversized, CoopOps::Emulated).unwrap_err();
     assert!(why.contains("workgroup memory"), "{why}");
 }
 
@@ -247,82 +247,6 @@ fn rope_matches_reference_and_rotates() {
     let n0: f32 = x[2 * row..].iter().map(|v| v * v).sum();
     let n1: f32 = want.iter().map(|v| v * v).sum();
     assert!((n0 - n1).abs() < 1e-3 * n0);
-}
-
-/// Packed stream of three prompts of odd lengths, causal within each: ranges never cross prompts.
-fn packed_ranges(lens: &[usize]) -> Vec<u32> {
-    let mut ranges = Vec::new();
-    let mut start = 0;
-    for &l in lens {
-        for i in 0..l {
-            ranges.extend([start as u32, (start + i + 1) as u32]);
-        }
-        start += l;
-    }
-    ranges
-}
-
-#[test]
-fn attention_packed_gqa_matches_reference() {
-    let g = gpu();
-    let mut r = rng(9);
-    for (lens, heads, kv_heads, hd) in
-        [(vec![5usize, 70, 3], 6usize, 2usize, 24usize), (vec![131], 4, 1, 16), (vec![1, 2], 2, 2, 100)]
-    {
-        let tokens: usize = lens.iter().sum();
-        let max_keys = *lens.iter().max().unwrap();
-        let s = attention::AttentionShape { tokens, heads, kv_heads, head_dim: hd, max_keys };
-        let q = randn(&mut r, tokens * heads * hd, 2.0);
-        let k = randn(&mut r, tokens * kv_heads * hd, 2.0);
-        let v = randn(&mut r, tokens * kv_heads * hd, 1.0);
-        let ranges = packed_ranges(&lens);
-        let bufs: Vec<_> = [&q, &k, &v].iter().map(|d| g.storage_from("t", d).unwrap()).collect();
-        let rb = g.storage_from("ranges", &ranges).unwrap();
-        let out = g.storage_buffer("out", (q.len() * 4) as u64).unwrap();
-        let scale = 1.0 / (hd as f32).sqrt();
-        for kernel in
-            [attention::AttentionKernel::Workgroup, attention::AttentionKernel::Block, attention::AttentionKernel::Lane]
-        {
-            let mut rec = Recorder::new(&g);
-            attention::attention_with(&mut rec, kernel, &bufs[0], &bufs[1], &bufs[2], &rb, &out, s, scale);
-            rec.finish().unwrap();
-            let got: Vec<f32> = g.read(&out, 0, q.len()).unwrap();
-            let want = attention::attention_ref(&q, &k, &v, &ranges, s, scale);
-            assert_close(&format!("attention {kernel:?}"), &got, &want, 1e-4, 1e-5);
-        }
-    }
-}
-
-/// Ranges that are neither causal nor nested (vision windows, full attention) over a KV cache
-/// longer than the batch (decode after a prefill), for every kernel.
-#[test]
-fn attention_windows_over_a_longer_cache_match_reference() {
-    let g = gpu();
-    let mut r = rng(19);
-    let (tokens, rows, heads, kv_heads, hd) = (37usize, 90usize, 4usize, 2usize, 40usize);
-    let q = randn(&mut r, tokens * heads * hd, 2.0);
-    let k = randn(&mut r, rows * kv_heads * hd, 2.0);
-    let v = randn(&mut r, rows * kv_heads * hd, 1.0);
-    let ranges: Vec<u32> = (0..tokens)
-        .flat_map(|t| {
-            let start = (t * 7) % 50;
-            [start as u32, (start + 1 + (t * 13) % 40) as u32]
-        })
-        .collect();
-    let s = attention::AttentionShape { tokens, heads, kv_heads, head_dim: hd, max_keys: attention::max_keys(&ranges) };
-    let bufs: Vec<_> = [&q, &k, &v].iter().map(|d| g.storage_from("t", d).unwrap()).collect();
-    let rb = g.storage_from("ranges", &ranges).unwrap();
-    let out = g.storage_buffer("out", (q.len() * 4) as u64).unwrap();
-    let want = attention::attention_ref(&q, &k, &v, &ranges, s, 0.3);
-    for kernel in
-        [attention::AttentionKernel::Workgroup, attention::AttentionKernel::Block, attention::AttentionKernel::Lane]
-    {
-        let mut rec = Recorder::new(&g);
-        attention::attention_with(&mut rec, kernel, &bufs[0], &bufs[1], &bufs[2], &rb, &out, s, 0.3);
-        rec.finish().unwrap();
-        let got: Vec<f32> = g.read(&out, 0, q.len()).unwrap();
-        assert_close(&format!("windowed attention {kernel:?}"), &got, &want, 1e-4, 1e-5);
-    }
 }
 
 #[test]

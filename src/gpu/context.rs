@@ -3,7 +3,8 @@ use std::sync::Arc;
 use super::pipelines::PipelineCache;
 use super::precision::{self, Precision, PrecisionRequest};
 use super::profiler::Profiler;
-use crate::ops::matmul_coop::{self, CoopOps, CoopTile};
+use crate::ops::coop_check;
+use crate::ops::matmul_coop::{CoopOps, CoopTile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -235,7 +236,7 @@ impl Gpu {
         // device before fast mode is used there.
         let Precision::Fast { subgroup } = gpu.precision else { return Ok(gpu) };
         let tile = CoopTile::for_subgroup(subgroup);
-        match matmul_coop::self_check(&gpu, tile, CoopOps::Hardware) {
+        match coop_check::self_check(&gpu, tile, CoopOps::Hardware) {
             Ok(()) => Ok(gpu),
             Err(why) => {
                 let why = format!("{}: the tensor-core matmul failed its self-check ({why})", gpu.info.name);

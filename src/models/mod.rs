@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod causal_lm;
 pub mod config;
+pub mod config_json;
 pub mod decoder;
 pub mod generate;
 pub mod llava_next;

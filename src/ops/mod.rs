@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod coop_check;
 pub mod embedding;
 pub mod gather;
 pub mod layernorm;
@@ -12,6 +13,7 @@ pub mod rmsnorm;
 pub mod rope;
 pub mod shaders;
 pub mod swiglu;
+pub mod wgsl;
 
 /// Workgroup grid for `items` rows, one row per workgroup along y (and z past 65535).
 pub(crate) fn row_grid(x_groups: u32, items: usize) -> [u32; 3] {

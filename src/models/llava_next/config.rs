@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::models::config::{ConfigError, Fields, TextFamily};
+use crate::models::config_json::{ConfigError, Fields, TextFamily};
 use crate::ops::activation::Activation;
 
 /// CLIPVisionConfig of the vision tower.

@@ -1,4 +1,4 @@
-use crate::models::config::{ConfigError, Fields};
+use crate::models::config_json::{ConfigError, Fields};
 
 /// `vision_config` of a Qwen2.5-VL checkpoint plus the image-token ids from the top level.
 #[derive(Debug, Clone, PartialEq)]
