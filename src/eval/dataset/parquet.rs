@@ -120,10 +120,30 @@ fn check_type(path: &Path, f: &SchemaType, qcol: &str, ocol: &str) -> Result<(),
     }
 }
 
-/// Every column chunk must use a codec this build decodes (all but LZO).
-fn check_codecs(path: &Path, meta: &ParquetMetaData) -> Result<(), DatasetError> {
+/// Every column chunk must use a codec this build decodes (all but LZO), lie inside the file,
+/// and, where it is not a list, hold one value per row. A damaged footer otherwise sends the
+/// reader decoding garbage pages for a long time before it fails.
+fn check_footer(path: &Path, meta: &ParquetMetaData, file_len: u64) -> Result<(), DatasetError> {
+    let bad = |reason: String| DatasetError::Malformed { path: path.to_path_buf(), reason };
     for (rg, group) in meta.row_groups().iter().enumerate() {
         for col in group.columns() {
+            let (start, len) = col.byte_range();
+            if start.checked_add(len).is_none_or(|end| end > file_len) {
+                return Err(bad(format!(
+                    "column `{}` of row group {rg} claims bytes {start}..{} of a {file_len}-byte file",
+                    col.column_path().string(),
+                    start.saturating_add(len)
+                )));
+            }
+            let flat = col.column_descr().max_rep_level() == 0;
+            if flat && col.num_values() != group.num_rows() {
+                return Err(bad(format!(
+                    "column `{}` of row group {rg} holds {} values for {} rows",
+                    col.column_path().string(),
+                    col.num_values(),
+                    group.num_rows()
+                )));
+            }
             if matches!(col.compression(), Compression::LZO) {
                 return Err(DatasetError::Codec {
                     path: path.to_path_buf(),
@@ -145,10 +165,14 @@ pub(super) fn load(path: &Path, lang: Lang) -> Result<Vec<McExample>, DatasetErr
 }
 
 fn load_unguarded(path: &Path, lang: Lang) -> Result<Vec<McExample>, DatasetError> {
-    let file = fs::File::open(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
-    let reader =
-        SerializedFileReader::new(file).map_err(|source| DatasetError::Parquet { path: path.to_path_buf(), source })?;
-    check_codecs(path, reader.metadata())?;
+    // In memory (the rows' images are copied out anyway): the reader then skips a damaged page
+    // header's garbage at memory speed instead of one small read call at a time.
+    let bytes =
+        bytes::Bytes::from(fs::read(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?);
+    let file_len = bytes.len() as u64;
+    let reader = SerializedFileReader::new(bytes)
+        .map_err(|source| DatasetError::Parquet { path: path.to_path_buf(), source })?;
+    check_footer(path, reader.metadata(), file_len)?;
     let schema = reader.metadata().file_metadata().schema_descr().root_schema();
     let projection = check_columns(path, schema, lang)?;
     let rows = reader
