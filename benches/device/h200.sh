@@ -17,7 +17,7 @@ if [ "$built_at" != "$PWD" ]; then
 fi
 bin=.device/bin
 "$bin/culturelens" devices 2>&1 | tee "$out/devices.txt"
-for t in kernels golden_text golden_qwen2_5_vl golden_llava_next; do
+for t in kernels attention golden_text golden_qwen2_5_vl golden_llava_next; do
     echo "== $t"
     timeout 300 "$bin/$t" --test-threads 1 --nocapture 2>&1 | grep -E "NMSE|fast|test |result|panicked" | tee -a "$out/tests.txt"
 done

@@ -5,7 +5,7 @@
 # with carry [".device", ".gl"] and the command `bash benches/device/h200.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-tests=(kernels golden_text golden_qwen2_5_vl golden_llava_next)
+tests=(kernels attention golden_text golden_qwen2_5_vl golden_llava_next)
 cargo build --release
 rm -rf .device && mkdir -p .device/bin
 strip -o .device/bin/culturelens target/release/culturelens
