@@ -110,7 +110,9 @@ fn read(p: &str) -> Vec<u8> {
 
 fn stats_seed(dir: &Path) -> Vec<u8> {
     let mut acc = Accumulated::zeros(2, 2, 3);
-    acc.add_words(&(0..2 * 2 * 3 * 5).map(|i| (i % 5) as u32 * 0x3f80_0000 / 4).collect::<Vec<_>>(), &[5, 7]).unwrap();
+    let words: Vec<u32> =
+        (0..2 * 2 * 3).flat_map(|n| [n % 3, (0.5 * n as f32).to_bits(), 0, (0.25 * n as f32).to_bits(), 0]).collect();
+    acc.add_words(&words, &[5, 7]).unwrap();
     let meta: StatsMeta = serde_json::from_value(serde_json::json!({
         "format": FORMAT, "culturelens_version": "0", "model": "m", "model_fingerprint": "f",
         "architecture": "Qwen2_5_VLForConditionalGeneration", "layers": 2, "width": 3, "dataset": "d",

@@ -214,3 +214,18 @@ fn ablate_checks_every_neuron_file_before_work_and_runs_the_ones_present() {
     let methods: Vec<&String> = abl["summary"]["methods"].as_object().unwrap().keys().collect();
     assert_eq!(methods, ["cas", "mad"]);
 }
+
+/// A JPEG with data after its end-of-image marker (as motion photos append a video), scan-marker
+/// bytes included, is complete; the same file cut inside its scan is not.
+#[test]
+fn jpeg_completeness_walks_the_segments() {
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 3, y as u8 * 5, 40]));
+    let mut jpeg = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+    let mut trailer = jpeg.clone();
+    trailer.extend([0x00, 0xFF, 0xDA, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 0xFF, 0x12]);
+    assert!(culturelens::vision::image_input::decode_rgb(&trailer, "with trailer").is_ok());
+    let cut = &jpeg[..jpeg.len() - 40];
+    let e = culturelens::vision::image_input::decode_rgb(cut, "cut").unwrap_err().to_string();
+    assert!(e.contains("truncated"), "{e}");
+}

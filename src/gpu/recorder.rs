@@ -183,6 +183,19 @@ impl Recorder {
 }
 
 impl Gpu {
+    /// A buffer only copied to and from, never bound: only the device's buffer size limits it.
+    pub fn transfer_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        if bytes > self.limits.max_buffer_size {
+            return Err(GpuError::TooLarge { what: label.to_string(), bytes, limit: self.limits.max_buffer_size });
+        }
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16).div_ceil(4) * 4,
+            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }))
+    }
+
     pub fn storage_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
         if bytes > self.limits.max_storage_buffer_binding_size {
             return Err(GpuError::TooLarge {

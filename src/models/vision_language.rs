@@ -269,19 +269,33 @@ impl VisionLanguageModel {
                         _ => Err(wrong_family()),
                     })
                     .collect::<anyhow::Result<_>>()?;
-                let pixels: Vec<f32> = inputs.iter().flat_map(|i| i.pixel_values.iter().copied()).collect();
-                let grids: Vec<[usize; 3]> = inputs.iter().map(|i| i.grid_thw).collect();
-                let (buffer, _) = model.visual.forward(rec, &pixels, &grids, None)?;
-                let unit = model.visual.config.merge_unit();
-                let mut first = 0;
-                Ok(grids
-                    .iter()
-                    .map(|g| {
-                        let rows = g.iter().product::<usize>() / unit;
+                // One tower pass per group of images whose [patches, width] buffers fit a binding.
+                let vc = &model.visual.config;
+                let per_patch = (vc.patch_dim().max(vc.hidden_size) * 4) as u64;
+                let fits = (model.model.gpu().max_binding_bytes / per_patch).max(1) as usize;
+                let patches = |i: &ImageInput| i.grid_thw.iter().product::<usize>();
+                let mut out = Vec::with_capacity(inputs.len());
+                let mut start = 0;
+                while start < inputs.len() {
+                    let mut end = start + 1;
+                    let mut n = patches(inputs[start]);
+                    while end < inputs.len() && n + patches(inputs[end]) <= fits {
+                        n += patches(inputs[end]);
+                        end += 1;
+                    }
+                    let group = &inputs[start..end];
+                    let pixels: Vec<f32> = group.iter().flat_map(|i| i.pixel_values.iter().copied()).collect();
+                    let grids: Vec<[usize; 3]> = group.iter().map(|i| i.grid_thw).collect();
+                    let (buffer, _) = model.visual.forward(rec, &pixels, &grids, None)?;
+                    let mut first = 0;
+                    for g in &grids {
+                        let rows = g.iter().product::<usize>() / vc.merge_unit();
+                        out.push(FeatureRows { buffer: buffer.clone(), first, rows });
                         first += rows;
-                        FeatureRows { buffer: buffer.clone(), first: first - rows, rows }
-                    })
-                    .collect())
+                    }
+                    start = end;
+                }
+                Ok(out)
             }
             VisionLanguageModel::LlavaNext { model, .. } => images
                 .iter()
@@ -346,7 +360,14 @@ impl VisionLanguageModel {
             })
             .flatten()
             .collect();
-        let cached = if cached.is_empty() { None } else { Some(gpu.storage_from("image features", &cached)?) };
+        let cached = if cached.is_empty() {
+            None
+        } else {
+            // Only copied from: a transfer buffer, which may exceed a binding.
+            let b = gpu.transfer_buffer("image features", (cached.len() * 4) as u64)?;
+            gpu.write_padded(&b, 0, bytemuck::cast_slice(&cached));
+            Some(b)
+        };
         let mut cached_row = 0;
         let mut features = Vec::with_capacity(images.len());
         for (image, &(start, len)) in images.iter().zip(&runs) {

@@ -228,6 +228,17 @@ impl StatsFile {
         }
         acc.sum = join(i64s(tensor("sum_fixed", Dtype::I64, &[g, l, w, 2])?));
         acc.sum_sq = join(i64s(tensor("sum_sq_fixed", Dtype::I64, &[g, l, w, 2])?));
+        if let Some(i) = acc.sum_sq.iter().position(|&q| q < 0) {
+            return Err(bad(format!("tensor sum_sq_fixed holds a negative sum of squares at element {i}")));
+        }
+        // The exact sums are what is used; their readable f64 copies must say the same.
+        for (name, exact, copy) in [("sum", acc.sum_f64(), "sum"), ("sum_sq", acc.sum_sq_f64(), "sum_sq")] {
+            let v = tensor(copy, Dtype::F64, &[g, l, w])?;
+            let f = v.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()));
+            if let Some(i) = exact.iter().zip(f).position(|(e, c)| (e - c).abs() > 1e-9 * e.abs().max(1.0)) {
+                return Err(bad(format!("tensor {name} disagrees with {name}_fixed at element {i}")));
+            }
+        }
         // Files written before these counts existed have neither.
         acc.token_counts = if st.names().contains(&"tokens") {
             Some(TokenCounts { tokens: counts_of("tokens", &[g])?, image_tokens: counts_of("image_tokens", &[g])? })

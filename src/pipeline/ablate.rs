@@ -104,6 +104,38 @@ pub struct MethodRun {
     pub logits: Vec<Vec<Vec<f32>>>,
 }
 
+/// Checks that a neuron-set file fits `model` and the selected `groups`.
+pub fn check_sets(model: &CultureModel, groups: &[String], sets: &NeuronSets, path: &Path) -> anyhow::Result<()> {
+    // Files written before the architecture was recorded leave it empty.
+    if !sets.architecture.is_empty() && sets.architecture != model.architecture() {
+        anyhow::bail!(
+            "{}: neuron sets of a {} model ({}), the model is a {}",
+            path.display(),
+            sets.architecture,
+            sets.model,
+            model.architecture()
+        );
+    }
+    if sets.model_fingerprint != model.fingerprint {
+        anyhow::bail!("{}: neuron sets were identified on a different model ({})", path.display(), sets.model);
+    }
+    if (sets.layers, sets.width) != (model.layers(), model.width()) {
+        anyhow::bail!(
+            "{}: neuron sets are for {} x {} neurons, the model has {} x {}",
+            path.display(),
+            sets.layers,
+            sets.width,
+            model.layers(),
+            model.width()
+        );
+    }
+    let names: Vec<&str> = sets.sets.iter().map(|s| s.group.as_str()).collect();
+    if names != groups.iter().map(String::as_str).collect::<Vec<_>>() {
+        anyhow::bail!("{}: neuron sets are for groups {names:?}, the data selects {:?}", path.display(), groups);
+    }
+    Ok(())
+}
+
 /// What one ablation study needs, already loaded.
 pub struct Study<'a> {
     pub model: &'a CultureModel,
@@ -124,38 +156,7 @@ pub struct Study<'a> {
 impl Study<'_> {
     /// Checks that a neuron-set file fits this model and these groups.
     pub fn check(&self, sets: &NeuronSets, path: &Path) -> anyhow::Result<()> {
-        // Files written before the architecture was recorded leave it empty.
-        if !sets.architecture.is_empty() && sets.architecture != self.model.architecture() {
-            anyhow::bail!(
-                "{}: neuron sets of a {} model ({}), the model is a {}",
-                path.display(),
-                sets.architecture,
-                sets.model,
-                self.model.architecture()
-            );
-        }
-        if sets.model_fingerprint != self.model.fingerprint {
-            anyhow::bail!("{}: neuron sets were identified on a different model ({})", path.display(), sets.model);
-        }
-        if (sets.layers, sets.width) != (self.model.layers(), self.model.width()) {
-            anyhow::bail!(
-                "{}: neuron sets are for {} x {} neurons, the model has {} x {}",
-                path.display(),
-                sets.layers,
-                sets.width,
-                self.model.layers(),
-                self.model.width()
-            );
-        }
-        let names: Vec<&str> = sets.sets.iter().map(|s| s.group.as_str()).collect();
-        if names != self.groups.iter().map(String::as_str).collect::<Vec<_>>() {
-            anyhow::bail!(
-                "{}: neuron sets are for groups {names:?}, the data selects {:?}",
-                path.display(),
-                self.groups
-            );
-        }
-        Ok(())
+        check_sets(self.model, self.groups, sets, path)
     }
 
     /// Runs every culture's set of one method.
@@ -334,6 +335,13 @@ pub fn ablate_loaded(
     sets: &[(PathBuf, NeuronSets)],
 ) -> anyhow::Result<Ablation> {
     let examples = &sel.grouped.examples;
+    for (path, s) in sets {
+        check_sets(model, &sel.grouped.names, s, path)?;
+    }
+    let sources: std::collections::BTreeSet<&str> = sets.iter().map(|(_, s)| s.stats.as_str()).collect();
+    if sources.len() > 1 {
+        eprintln!("note: the neuron sets come from different statistics files: {sources:?}");
+    }
     let first = &sets.first().context("no neuron sets given")?.1;
     let stats_path = o.stats.clone().unwrap_or_else(|| PathBuf::from(&first.stats));
     let stats = match load_stats(&stats_path) {
@@ -345,6 +353,8 @@ pub fn ablate_loaded(
         Err(_) => None,
     };
     let mut prepared = model.prepare(examples)?;
+    let longest = prepared.iter().map(|p| p.ids.len()).max().unwrap_or(0);
+    model.vlm.decoder().check_cache_capacity(longest.max(o.max_batch_tokens.min(longest * prepared.len())))?;
     cache_image_features(&model.vlm, &mut prepared, IMAGE_FEATURE_CACHE_BYTES)?;
     let base_logits = match stats.as_ref().and_then(|s| baseline_from_stats(s, model, &sel.fingerprint, examples.len()))
     {
@@ -371,8 +381,5 @@ pub fn ablate_loaded(
         max_batch_tokens: o.max_batch_tokens,
         progress: o.progress,
     };
-    for (path, s) in sets {
-        study.check(s, path)?;
-    }
     study.run(sets, o.mode)
 }

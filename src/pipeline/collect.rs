@@ -136,11 +136,19 @@ pub fn collect_loaded(
     let chunk_rows = |c: usize| c * o.chunk_examples..((c + 1) * o.chunk_examples).min(examples.len());
     let total_rows: usize = chunks.iter().map(|&c| chunk_rows(c).len()).sum();
     let done_rows: usize = chunks[..state.meta.chunks_done].iter().map(|&c| chunk_rows(c).len()).sum();
+    // Every row this run will take is prepared once now (image decoded and processed, prompt
+    // built and measured) so a bad row fails here, not hours in; the pixels are not kept.
+    let mut longest = 0;
+    for &c in &chunks[state.meta.chunks_done..] {
+        for r in chunk_rows(c) {
+            longest = longest.max(model.prepare(&examples[r..r + 1])?[0].ids.len());
+        }
+    }
+    model.vlm.decoder().check_cache_capacity(longest.max(o.max_batch_tokens.min(longest * o.chunk_examples)))?;
     let bar = progress_bar(o.progress, total_rows as u64, done_rows as u64);
     let stats = NeuronStats::new(gpu, state.meta.groups.len(), state.meta.layers, state.meta.width)?;
     gpu.memory.start();
     let started = Instant::now();
-    let mut longest = 0;
     let mut last_checkpoint = Instant::now();
     let mut tokens = 0u64;
     for &c in &chunks[state.meta.chunks_done..] {

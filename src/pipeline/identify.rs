@@ -45,7 +45,8 @@ pub fn parse_method(s: &str) -> anyhow::Result<Vec<Method>> {
             }
         }
     }
-    out.dedup();
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|m| seen.insert(*m));
     Ok(out)
 }
 

@@ -16,7 +16,15 @@ pub fn shard_from_env(count: Option<usize>, env: impl Fn(&str) -> Option<String>
     };
     let (index, n) = if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
         let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        if num("SLURM_ARRAY_TASK_STEP")?.is_some_and(|s| s != 1) {
+            anyhow::bail!(
+                "--shard auto needs a contiguous job array (--array=0-N, no step); give --shard I/N otherwise"
+            );
+        }
         let n = match (num("SLURM_ARRAY_TASK_COUNT")?, count) {
+            (Some(n), Some(c)) if n != c => {
+                anyhow::bail!("--shard-count {c} disagrees with SLURM_ARRAY_TASK_COUNT={n}")
+            }
             (Some(n), _) | (None, Some(n)) => n,
             (None, None) => anyhow::bail!("--shard auto: SLURM_ARRAY_TASK_COUNT is not set; give --shard-count"),
         };
@@ -81,6 +89,9 @@ mod tests {
         assert!(e.contains("SLURM_ARRAY_TASK_ID") && e.contains("JOB_COMPLETION_INDEX"), "{e}");
         let e = shard_from_env(Some(2), env(&[("JOB_COMPLETION_INDEX", "2")])).unwrap_err().to_string();
         assert!(e.contains("2/2"), "{e}");
+        let stepped = [("SLURM_ARRAY_TASK_ID", "4"), ("SLURM_ARRAY_TASK_COUNT", "4"), ("SLURM_ARRAY_TASK_STEP", "4")];
+        assert!(shard_from_env(None, env(&stepped)).unwrap_err().to_string().contains("contiguous"));
+        assert!(shard_from_env(Some(3), env(&slurm)).unwrap_err().to_string().contains("disagrees"));
         let e = shard_from_env(None, env(&[("SLURM_ARRAY_TASK_ID", "x")])).unwrap_err().to_string();
         assert!(e.contains("\"x\""), "{e}");
     }

@@ -20,11 +20,37 @@ const MAX_SIDE: u32 = 1 << 15;
 /// Most memory one decode may allocate (a 100-megapixel RGBA image is 400 MB).
 const MAX_DECODED_BYTES: u64 = 1 << 30;
 
-/// Whether a JPEG stream holds an end-of-image marker after its last start-of-scan, as a
-/// complete file does; PIL refuses one without ("image file is truncated"), so do we.
+/// Whether a JPEG stream reaches its end-of-image marker, walking its segments from the start
+/// (so an EXIF thumbnail or data appended after the image, as in motion photos, does not
+/// confuse it); PIL refuses a stream that stops early ("image file is truncated"), so do we.
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap_or(0);
-    bytes[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9])
+    let mut i = 2; // after SOI
+    while i + 1 < bytes.len() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        i += 2;
+        match marker {
+            0xD9 => return true,
+            0xFF => i -= 1,          // fill byte
+            0x01 | 0xD0..=0xD7 => {} // no length
+            _ => {
+                let Some(len) = bytes.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize) else {
+                    return false;
+                };
+                i += len;
+                if marker == 0xDA {
+                    // Entropy-coded data runs to the next marker that is not a stuffed 0xFF00 or a restart.
+                    let data = |i: usize| bytes[i] != 0xFF || matches!(bytes[i + 1], 0x00 | 0xD0..=0xD7);
+                    while i + 1 < bytes.len() && data(i) {
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Reads and decodes an image file; see the module docs for how it is turned into RGB.

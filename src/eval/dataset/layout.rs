@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `*.parquet`, `data/*.parquet` | from the name: `test-00000-of-00002.parquet`, `test.parquet`; else none |
 //! | `<split>/*.parquet`, `data/<split>/*.parquet` | the folder: `test` |
-//! | `<config>/<split>/*.parquet` (the hub's converted parquet) | both: `default/test` |
+//! | `<config>/<split>/*.parquet` (the hub's converted parquet), `<config>/<split>-NNNNN-of-NNNNN.parquet` (`push_to_hub` with a config) | both: `default/test` |
 //!
 //! A split is chosen by name (`test`), or with its config (`default/test`) when several configs
 //! have it; without a choice, `test` if there is one, else the only split. Shards are read in
@@ -95,11 +95,14 @@ fn split_of(rel: &Path) -> String {
     if dirs.first().is_some_and(|d| d == "data") {
         dirs.remove(0);
     }
-    if !dirs.is_empty() {
-        return dirs.join("/");
-    }
     let stem = rel.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    split_in_name(&stem).unwrap_or_default()
+    // `push_to_hub(config_name=…)` writes <config>/<split>-NNNNN-of-NNNNN.parquet.
+    if let Some(split) = split_in_name(&stem) {
+        if dirs.last() != Some(&split) {
+            dirs.push(split);
+        }
+    }
+    dirs.join("/")
 }
 
 /// The hub's shard names: `anything-00000-of-00002` → anything; a split word alone or
@@ -130,6 +133,8 @@ mod tests {
         assert_eq!(s("test/0000.parquet"), "test");
         assert_eq!(s("default/test/0000.parquet"), "default/test");
         assert_eq!(s("data/test/part-0.parquet"), "test");
+        assert_eq!(s("japanese/train-00000-of-00001.parquet"), "japanese/train");
+        assert_eq!(s("test/test-00000-of-00001.parquet"), "test");
         assert_eq!(split_in_name("my-data"), None);
         assert_eq!(split_in_name("test-00002"), Some("test".into()));
         assert_eq!(split_in_name("b-00001"), None);

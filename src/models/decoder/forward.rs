@@ -37,7 +37,8 @@ impl Decoder {
     }
 
     /// Runs `batch` through the model, appending its keys/values to `cache` (one row per token,
-    /// from cache.len), and returns what `opts` asks for. `batch.positions` must have stride 1.
+    /// from cache.len), and returns what `opts` asks for. `batch.positions` holds one position
+    /// per token (three, t/h/w, for M-RoPE models).
     pub fn forward(
         &self,
         batch: &PackedBatch,
@@ -100,8 +101,8 @@ impl Decoder {
         // The rows the LM head reads, gathered as each chunk finishes.
         let picked = gpu.storage_buffer("logit rows hidden", (rows.len().max(1) as u64) * row_bytes)?;
         let capture = if opts.capture_hidden {
-            let all = gpu.storage_buffer("captured hidden", (t * c.num_hidden_layers) as u64 * row_bytes)?;
-            Some((all, gpu.storage_buffer("final hidden", t as u64 * row_bytes)?))
+            let all = gpu.transfer_buffer("captured hidden", (t * c.num_hidden_layers) as u64 * row_bytes)?;
+            Some((all, gpu.transfer_buffer("final hidden", t as u64 * row_bytes)?))
         } else {
             None
         };

@@ -267,6 +267,21 @@ impl Decoder {
     /// Keys and values for `capacity` token rows. Attention reads a layer's cache through one
     /// binding, so that is the longest a prompt (or a packed batch) can be on this adapter.
     pub fn new_cache(&self, capacity: usize) -> anyhow::Result<KvCache> {
+        self.check_cache_capacity(capacity)?;
+        let c = &self.config;
+        let bytes = (capacity * c.num_key_value_heads * c.head_dim * 4) as u64;
+        let mut k = Vec::new();
+        let mut v = Vec::new();
+        for l in 0..c.num_hidden_layers {
+            k.push(self.gpu.storage_buffer(&format!("k cache {l}"), bytes)?);
+            v.push(self.gpu.storage_buffer(&format!("v cache {l}"), bytes)?);
+        }
+        Ok(KvCache { k, v, capacity, len: 0 })
+    }
+
+    /// Whether a KV cache of `capacity` rows fits one binding per layer (callers check before a
+    /// long run; `new_cache` checks again).
+    pub fn check_cache_capacity(&self, capacity: usize) -> anyhow::Result<()> {
         let c = &self.config;
         let row = (c.num_key_value_heads * c.head_dim * 4) as u64;
         let bytes = capacity as u64 * row;
@@ -279,13 +294,7 @@ impl Decoder {
                 limit / row
             );
         }
-        let mut k = Vec::new();
-        let mut v = Vec::new();
-        for l in 0..c.num_hidden_layers {
-            k.push(self.gpu.storage_buffer(&format!("k cache {l}"), bytes)?);
-            v.push(self.gpu.storage_buffer(&format!("v cache {l}"), bytes)?);
-        }
-        Ok(KvCache { k, v, capacity, len: 0 })
+        Ok(())
     }
 
     /// Which of a token's positions drives each rotary frequency: plain RoPE uses the one
