@@ -134,18 +134,19 @@ fn statistics_and_neuron_sets_of_another_architecture_are_refused() {
     let (qwen_stats, qwen_neurons) = (t.join("qwen/stats"), t.join("qwen/neurons"));
     ok(&["collect", "--limit", "2", "--out", s(&qwen_stats)]);
     ok(&["identify", "--stats", s(&qwen_stats), "--method", "cas", "--k", "3", "--out", s(&qwen_neurons)]);
-    let llava_stats = t.join("llava/stats");
+    let (llava_stats, llava_neurons) = (t.join("llava/stats"), t.join("llava/neurons"));
     ok(&["collect", "--model", s(&llava), "--limit", "2", "--out", s(&llava_stats)]);
+    ok(&["identify", "--stats", s(&llava_stats), "--method", "cas", "--k", "3", "--out", s(&llava_neurons)]);
 
     let ablate = ["ablate", "--model", s(&llava), "--limit", "2", "--method", "cas"];
     fails(
         &[&ablate[..], &["--neurons", s(&qwen_neurons)]].concat(),
         &t.join("o1"),
-        &["stats.safetensors", "Qwen2_5_VLForConditionalGeneration", "LlavaNextForConditionalGeneration"],
+        &["neurons_cas.json", "Qwen2_5_VLForConditionalGeneration", "LlavaNextForConditionalGeneration"],
     );
     fails(
-        &[&ablate[..], &["--neurons", s(&qwen_neurons), "--stats", s(&llava_stats)]].concat(),
+        &[&ablate[..], &["--neurons", s(&llava_neurons), "--stats", s(&qwen_stats)]].concat(),
         &t.join("o2"),
-        &["neurons_cas.json", "Qwen2_5_VLForConditionalGeneration", "LlavaNextForConditionalGeneration"],
+        &["stats.safetensors", "Qwen2_5_VLForConditionalGeneration", "LlavaNextForConditionalGeneration"],
     );
 }
