@@ -209,6 +209,25 @@ fn identify_ablate_report_and_their_errors() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2_5_vl-tiny");
     fails(
         &["ablate", "--model", s(&fixture), "--limit", "2", "--neurons", s(&neurons), "--out", s(&other_model)],
+        &["neurons_cas.json", "identified on a different model"],
+    );
+    let (fx_stats, fx_neurons) = (tmp.path().join("fx-stats"), tmp.path().join("fx-neurons"));
+    ok(&["collect", "--model", s(&fixture), "--limit", "2", "--out", s(&fx_stats)]);
+    ok(&["identify", "--stats", s(&fx_stats), "--method", "cas", "--k", "3", "--out", s(&fx_neurons)]);
+    fails(
+        &[
+            "ablate",
+            "--model",
+            s(&fixture),
+            "--limit",
+            "2",
+            "--neurons",
+            s(&fx_neurons),
+            "--stats",
+            s(&stats),
+            "--out",
+            s(&other_model),
+        ],
         &["stats.safetensors", "statistics are for 4 layers x 256 neurons, the model has 3 x 176"],
     );
     let foreign = tmp.path().join("foreign");
