@@ -1,41 +1,10 @@
 //! The cases a 150-input bad-input sweep found unguarded, each through the binary: an error that
-//! names the row, file or tensor, exit 1, no panic, no abort, and no work before the check.
+//! names the row, file or tensor, exit 1, no panic, no abort, and nothing written before the check.
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn culturelens(args: &[&str]) -> (Option<i32>, String, Duration) {
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_culturelens")).args(args).current_dir(root()).output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), started.elapsed())
-}
-
-fn ok(args: &[&str]) {
-    let (code, err, _) = culturelens(args);
-    assert_eq!(code, Some(0), "{args:?}: {err}");
-}
-
-/// Exit 1 with every needle in the message, no panic or abort, within `seconds`.
-fn fails(args: &[&str], needles: &[&str], seconds: u64) -> String {
-    let (code, err, took) = culturelens(args);
-    assert_eq!(code, Some(1), "expected exit 1 from {args:?}, got {code:?} (a signal is None):\n{err}");
-    assert!(!err.contains("panicked"), "panic instead of an error:\n{err}");
-    for n in needles {
-        assert!(err.contains(n), "error of {args:?} should mention {n:?}; got:\n{err}");
-    }
-    assert!(took < Duration::from_secs(seconds), "{args:?} took {took:?} to fail");
-    err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{fails, ok, root, s};
 
 /// A JSONL data set of `rows` (id, question, options), each with the fixture's image.
 fn jsonl(dir: &Path, rows: &[(&str, String, usize)]) -> PathBuf {
@@ -61,18 +30,17 @@ fn rows_with_too_many_options_or_too_long_for_the_context_are_named() {
     let out = dir.path().join("out");
     for n in [9, 20] {
         let data = jsonl(dir.path(), &[("ok", "q?".into(), 4), ("wide", "q?".into(), n)]);
-        fails(&["collect", "--data", s(&data), "--out", s(&out)], &["wide", &format!("{n} options"), "A to H"], 10);
+        fails(&["collect", "--data", s(&data), "--out", s(&out)], &["wide", &format!("{n} options"), "A to H"]);
     }
     // 200k characters: refused before any forward, naming the context.
     let data = jsonl(dir.path(), &[("ok", "q?".into(), 4), ("long", "word ".repeat(40_000), 4)]);
     fails(
         &["collect", "--data", s(&data), "--out", s(&out)],
         &["row long", "longer than the model's context of 32768", "max_position_embeddings"],
-        10,
     );
     // 80 kB of argument (under Linux's 128 kB per argument), about 40k tokens.
     let prompt = "w ".repeat(40_000);
-    fails(&["run", "--prompt", &prompt], &["past the model's context", "max_position_embeddings"], 10);
+    fails(&["run", "--prompt", &prompt], &["past the model's context", "max_position_embeddings"]);
     assert!(!out.exists());
 }
 
@@ -109,7 +77,7 @@ fn decompression_bombs_and_truncated_jpegs_are_refused() {
     let bomb = dir.path().join("bomb.png");
     std::fs::write(&bomb, png_bomb()).unwrap();
     let vl = root().join("tests/fixtures/qwen2_5_vl-tiny");
-    fails(&["run", "--model", s(&vl), "--image", s(&bomb), "--prompt", "hi"], &["bomb.png", "limit"], 10);
+    fails(&["run", "--model", s(&vl), "--image", s(&bomb), "--prompt", "hi"], &["bomb.png", "limit"]);
     // The same bytes as a data set's image.
     std::fs::copy(vl.join("image.png"), dir.path().join("img.png")).unwrap();
     let row = |id: &str, image: &str| {
@@ -119,7 +87,9 @@ fn decompression_bombs_and_truncated_jpegs_are_refused() {
     };
     let data = dir.path().join("rows.jsonl");
     std::fs::write(&data, [row("ok", "img.png"), row("bomb", "bomb.png")].join("\n")).unwrap();
-    fails(&["collect", "--data", s(&data), "--out", s(&dir.path().join("o"))], &["row bomb", "limit"], 10);
+    let o = dir.path().join("o");
+    fails(&["collect", "--data", s(&data), "--out", s(&o)], &["row bomb", "limit"]);
+    assert!(!o.exists(), "collect wrote output before refusing the row");
 
     // A JPEG cut in the middle of its scan.
     let img = image::RgbImage::from_fn(96, 64, |x, y| image::Rgb([x as u8 * 2, y as u8 * 3, 90]));
@@ -127,7 +97,7 @@ fn decompression_bombs_and_truncated_jpegs_are_refused() {
     img.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
     let cut = dir.path().join("cut.jpg");
     std::fs::write(&cut, &jpeg[..jpeg.len() * 2 / 3]).unwrap();
-    fails(&["run", "--model", s(&vl), "--image", s(&cut), "--prompt", "hi"], &["cut.jpg", "truncated"], 10);
+    fails(&["run", "--model", s(&vl), "--image", s(&cut), "--prompt", "hi"], &["cut.jpg", "truncated"]);
     let whole = dir.path().join("whole.jpg");
     std::fs::write(&whole, &jpeg).unwrap();
     ok(&["run", "--model", s(&vl), "--image", s(&whole), "--prompt", "hi", "--max-new-tokens", "1"]);
@@ -146,16 +116,11 @@ fn non_finite_weights_scales_and_statistics_are_named() {
         std::fs::copy(src.join(f), model.join(f)).unwrap();
     }
     let mut bytes = std::fs::read(src.join("model.safetensors")).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let at = 8 + n + header["model.layers.1.mlp.up_proj.weight"]["data_offsets"][0].as_u64().unwrap() as usize + 2 * 7;
+    let (header, data) = common::safetensors_header(&bytes);
+    let at = data + header["model.layers.1.mlp.up_proj.weight"]["data_offsets"][0].as_u64().unwrap() as usize + 2 * 7;
     bytes[at..at + 2].copy_from_slice(&half::bf16::NAN.to_le_bytes());
     std::fs::write(model.join("model.safetensors"), bytes).unwrap();
-    fails(
-        &["run", "--model", s(&model), "--prompt", "hi"],
-        &["model.layers.1.mlp.up_proj.weight", "NaN", "element 7"],
-        10,
-    );
+    fails(&["run", "--model", s(&model), "--prompt", "hi"], &["model.layers.1.mlp.up_proj.weight", "NaN", "element 7"]);
 
     // Statistics and neuron sets of the bundled demo, then ablate --scale NaN / inf.
     let stats = dir.path().join("stats");
@@ -166,15 +131,15 @@ fn non_finite_weights_scales_and_statistics_are_named() {
     for bad in ["NaN", "inf", "-inf"] {
         let scale = format!("--scale={bad}");
         let a = ["ablate", "--limit", "2", "--neurons", s(&neurons), &scale, "--out", s(&a_out)];
-        fails(&a, &[&format!("--scale {bad}"), "finite"], 10);
+        fails(&a, &[&format!("--scale {bad}"), "finite"]);
+        assert!(!a_out.exists());
     }
 
     // A statistics file whose sum holds NaN, or whose counts are negative.
     let file = stats.join("stats.safetensors");
     let bytes = std::fs::read(&file).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let offset = |t: &str| 8 + n + header[t]["data_offsets"][0].as_u64().unwrap() as usize;
+    let (header, data) = common::safetensors_header(&bytes);
+    let offset = |t: &str| data + header[t]["data_offsets"][0].as_u64().unwrap() as usize;
     let mut nan_sum = bytes.clone();
     nan_sum[offset("sum") + 8 * 5..offset("sum") + 8 * 6].copy_from_slice(&f64::NAN.to_le_bytes());
     let mut negative = bytes.clone();
@@ -187,7 +152,9 @@ fn non_finite_weights_scales_and_statistics_are_named() {
         std::fs::write(&p, b).unwrap();
         let mut all = vec![name];
         all.extend(needles);
-        fails(&["identify", "--stats", s(&p), "--out", s(&dir.path().join("n2"))], &all, 10);
+        let n2 = dir.path().join("n2");
+        fails(&["identify", "--stats", s(&p), "--out", s(&n2)], &all);
+        assert!(!n2.exists(), "identify wrote output before refusing {name}");
     }
 }
 
@@ -201,16 +168,16 @@ fn ablate_checks_every_neuron_file_before_work_and_runs_the_ones_present() {
     // Asked for a method identify did not write: refused at once, naming the file.
     let out = dir.path().join("out");
     let a = ["ablate", "--limit", "2", "--neurons", s(&neurons), "--method", "cas,lape", "--out", s(&out)];
-    fails(&a, &["neurons_lape.json", "not found"], 5);
+    fails(&a, &["neurons_lape.json", "not found"]);
     assert!(!out.exists());
     // A broken file among good ones: refused before the model loads.
     std::fs::write(neurons.join("neurons_lap.json"), "{ not json").unwrap();
-    fails(&["ablate", "--limit", "2", "--neurons", s(&neurons), "--out", s(&out)], &["neurons_lap.json"], 5);
+    fails(&["ablate", "--limit", "2", "--neurons", s(&neurons), "--out", s(&out)], &["neurons_lap.json"]);
+    assert!(!out.exists());
     std::fs::remove_file(neurons.join("neurons_lap.json")).unwrap();
     // By default, every method present.
     ok(&["ablate", "--limit", "2", "--neurons", s(&neurons), "--out", s(&out)]);
-    let abl: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("ablation.json")).unwrap()).unwrap();
+    let abl = common::json(&out.join("ablation.json"));
     let methods: Vec<&String> = abl["summary"]["methods"].as_object().unwrap().keys().collect();
     assert_eq!(methods, ["cas", "mad"]);
 }

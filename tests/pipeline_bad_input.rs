@@ -5,22 +5,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn culturelens(args: &[&str]) -> (Option<i32>, String) {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_culturelens")).args(args).current_dir(root()).output().expect("binary runs");
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-fn ok(args: &[&str]) {
-    let (code, stderr) = culturelens(args);
-    assert_eq!(code, Some(0), "culturelens {args:?} failed:\n{stderr}");
-}
+use common::{ok, root, s};
 
 /// Runs `args` with `--out OUT` where OUT already holds an ablation.json; checks for a clean
 /// failure that mentions every needle and leaves that file untouched.
@@ -30,19 +16,10 @@ fn fails(args: &[&str], out: &Path, needles: &[&str]) {
     std::fs::write(&kept, "{\"earlier\": \"results\"}\n").unwrap();
     let mut all = args.to_vec();
     all.extend(["--out", s(out)]);
-    let (code, stderr) = culturelens(&all);
-    assert_eq!(code, Some(1), "expected exit 1 from {all:?}, got {code:?}\nstderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic instead of an error:\n{stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "error of {args:?} should mention {n:?}; got:\n{stderr}");
-    }
+    common::fails(&all, needles);
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), "{\"earlier\": \"results\"}\n", "{args:?} overwrote output");
     let left: Vec<_> = std::fs::read_dir(out).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(left.len(), 1, "{args:?} wrote into the output folder: {left:?}");
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A copy of the LLaVA-v1.6-Mistral fixture (model files only) to break.

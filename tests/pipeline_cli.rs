@@ -1,44 +1,14 @@
 //! The pipeline commands through the real binary: collect survives SIGKILL and resumes to the
 //! same bits, shards merge into exactly the single-run statistics, identify → ablate → report
 //! write what they promise, `pipeline` finds planted neurons, and bad input gets a clear error.
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{culturelens, fails, json, ok, s, Outcome};
 use serde_json::Value;
-
-struct Outcome {
-    code: Option<i32>,
-    stderr: String,
-}
-
-fn culturelens(args: &[&str]) -> Outcome {
-    let out = Command::new(env!("CARGO_BIN_EXE_culturelens"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("binary runs");
-    Outcome { code: out.status.code(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
-}
-
-fn ok(args: &[&str]) -> Outcome {
-    let o = culturelens(args);
-    assert_eq!(o.code, Some(0), "culturelens {args:?} failed:\n{}", o.stderr);
-    o
-}
-
-fn fails(args: &[&str], needles: &[&str]) {
-    let o = culturelens(args);
-    assert_eq!(o.code, Some(1), "expected exit 1 from {args:?}, got {:?}\nstderr: {}", o.code, o.stderr);
-    assert!(!o.stderr.contains("panicked"), "panic instead of an error:\n{}", o.stderr);
-    for n in needles {
-        assert!(o.stderr.contains(n), "error should mention {n:?}; got:\n{}", o.stderr);
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A small selection of the bundled demo: 6 rows per culture, 3 rows per chunk (10 chunks), a
 /// checkpoint after every chunk.
@@ -51,19 +21,8 @@ fn collect(out: &Path, extra: &[&str]) -> Outcome {
     ok(&args)
 }
 
-/// A test fixture's directory.
-fn fixture(case: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(case);
-    assert!(d.is_dir(), "missing fixture {}", d.display());
-    d
-}
-
 fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn json(p: &Path) -> Value {
-    serde_json::from_slice(&read(p)).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 #[test]
@@ -73,13 +32,13 @@ fn collect_resumes_after_sigkill_and_shards_merge_bit_identically() {
 
 #[test]
 fn llava_next_mistral_collect_resumes_and_merges_bit_identically() {
-    let model = fixture("llava_next-mistral-tiny");
+    let model = common::fixture_dir("llava_next-mistral-tiny");
     resume_and_merge(&["--model", s(&model)]);
 }
 
 #[test]
 fn llava_next_qwen2_collect_resumes_and_merges_bit_identically() {
-    let model = fixture("llava_next-qwen2-tiny");
+    let model = common::fixture_dir("llava_next-qwen2-tiny");
     resume_and_merge(&["--model", s(&model)]);
 }
 
@@ -284,7 +243,7 @@ fn finds_planted_neurons(base: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let planted = tmp.path().join("planted");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let base = fixture(base);
+    let base = common::fixture_dir(base);
     let cultures = root.join("assets/plant/cultures.toml");
     ok(&["plant", "--base", s(&base), "--cultures", s(&cultures), "--out", s(&planted)]);
     let model = planted.join("model");
@@ -353,7 +312,7 @@ fn image_budget_and_prompt_format_are_recorded_and_checked() {
     assert_eq!(o.code, Some(1), "{}", o.stderr);
     assert!(o.stderr.contains("different run"), "{}", o.stderr);
     // Bad choices.
-    let llava = fixture("llava_next-qwen2-tiny");
+    let llava = common::fixture_dir("llava_next-qwen2-tiny");
     fails(
         &["collect", "--model", s(&llava), "--limit", "2", "--max-pixels", "50000", "--out", s(&tmp.path().join("x"))],
         &["--max-pixels", "image_grid_pinpoints"],

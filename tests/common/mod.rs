@@ -1,4 +1,6 @@
 #![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use culturelens::gpu::{AdapterSelector, Gpu, PrecisionRequest};
@@ -37,10 +39,60 @@ pub fn randn(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| (rng.gen::<f32>() * 2.0 - 1.0) * scale).collect()
 }
 
-pub fn fixture_dir(case: &str) -> std::path::PathBuf {
-    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(case);
-    assert!(d.is_dir(), "missing fixture {} (copy it from the shared fixtures)", d.display());
+/// The repository root, where the binary runs and fixtures are found.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub fn fixture_dir(case: &str) -> PathBuf {
+    let d = root().join("tests/fixtures").join(case);
+    assert!(d.is_dir(), "missing fixture {}: the repository's tests/fixtures is incomplete", d.display());
     d
+}
+
+/// What a run of the binary came to.
+pub struct Outcome {
+    pub code: Option<i32>,
+    pub stderr: String,
+}
+
+/// Runs the culturelens binary from the repository root.
+pub fn culturelens(args: &[&str]) -> Outcome {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_culturelens")).args(args).current_dir(root()).output().expect("binary runs");
+    Outcome { code: out.status.code(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+}
+
+/// Runs the binary and expects success.
+pub fn ok(args: &[&str]) -> Outcome {
+    let o = culturelens(args);
+    assert_eq!(o.code, Some(0), "culturelens {args:?} failed:\n{}", o.stderr);
+    o
+}
+
+/// Runs the binary and expects exit 1 (not a signal, not a panic) with every needle in the
+/// message; returns the message.
+pub fn fails(args: &[&str], needles: &[&str]) -> String {
+    let o = culturelens(args);
+    assert_eq!(o.code, Some(1), "expected exit 1 from {args:?}, got {:?} (a signal is None):\n{}", o.code, o.stderr);
+    assert!(!o.stderr.contains("panicked"), "panic instead of an error:\n{}", o.stderr);
+    for n in needles {
+        assert!(o.stderr.contains(n), "error of {args:?} should mention {n:?}; got:\n{}", o.stderr);
+    }
+    o.stderr
+}
+
+pub fn json(p: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub fn f64s(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
 }
 
 /// Max |a-b| / (|b| + atol) style check with a helpful message.
@@ -52,11 +104,11 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32)
 }
 
 /// Σ(x−ref)² / Σ(ref−mean(ref))²  (docs/numerics.md).
-pub fn nmse(got: &[f32], want: &[f32]) -> f64 {
+pub fn nmse<T: Copy + Into<f64>>(got: &[T], want: &[T]) -> f64 {
     assert_eq!(got.len(), want.len());
-    let mean = want.iter().map(|&v| v as f64).sum::<f64>() / want.len() as f64;
-    let num: f64 = got.iter().zip(want).map(|(g, w)| (*g as f64 - *w as f64).powi(2)).sum();
-    let den: f64 = want.iter().map(|&w| (w as f64 - mean).powi(2)).sum();
+    let mean = want.iter().map(|&v| v.into()).sum::<f64>() / want.len() as f64;
+    let num: f64 = got.iter().zip(want).map(|(&g, &w)| (g.into() - w.into()).powi(2)).sum();
+    let den: f64 = want.iter().map(|&w| (w.into() - mean).powi(2)).sum();
     num / den
 }
 
@@ -120,12 +172,17 @@ pub fn check_fast(what: &str, got: &[f32], want: &[f32], vocab: usize) {
     assert!(e <= 1e-3, "{what} (fast): logits NMSE {e:e} > 1e-3");
 }
 
+/// A safetensors file's header JSON and the byte offset where its data starts.
+pub fn safetensors_header(bytes: &[u8]) -> (serde_json::Value, usize) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&bytes[8..8 + n]).unwrap(), 8 + n)
+}
+
 /// Rewrites model.safetensors with `f` applied to its header JSON (data bytes unchanged).
-pub fn edit_header(dir: &std::path::Path, f: impl FnOnce(&mut serde_json::Value)) {
+pub fn edit_header(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     let p = dir.join("model.safetensors");
     let bytes = std::fs::read(&p).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let (mut header, data) = safetensors_header(&bytes);
     f(&mut header);
     let mut h = serde_json::to_vec(&header).unwrap();
     while !h.len().is_multiple_of(8) {
@@ -133,6 +190,6 @@ pub fn edit_header(dir: &std::path::Path, f: impl FnOnce(&mut serde_json::Value)
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
     out.extend(h);
-    out.extend_from_slice(&bytes[8 + n..]);
+    out.extend_from_slice(&bytes[data..]);
     std::fs::write(p, out).unwrap();
 }
