@@ -1,5 +1,7 @@
 // Fused SwiGLU with neuron statistics and interventions (DESIGN §6):
 //   a = silu(gate); h = (scale * a + shift) * up          (h overwrites gate)
+//   with (scale, shift) from the intervention map of the token's sequence (several maps let one
+//   packed batch run every ablation variant, one per sequence).
 //   for tokens whose group id is not EXCLUDED: count(a > 0), Σa, Σa² per (group, layer, neuron).
 // The token stream comes cut into segments of at most 64 tokens, each inside one group run
 // (src/ops/swiglu.rs). One workgroup per (64 neurons, segment): every token is processed in
@@ -14,7 +16,8 @@ struct Params {
     // First segment of this dispatch (partials are indexed from it).
     seg_first: u32,
     zero: u32,
-    _pad0: u32,
+    // Layers per intervention map.
+    layers: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -22,8 +25,9 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> gate: array<f32>;
 @group(0) @binding(2) var<storage, read> up: array<f32>;
-// [segment] x 3: first token, end token, group id.
+// [segment] x 4: first token, end token, group id, intervention map.
 @group(0) @binding(3) var<storage, read> segments: array<u32>;
+// [map][layer][neuron] x 2: scale, shift.
 @group(0) @binding(4) var<storage, read> intervention: array<f32>;
 // [segment in dispatch][neuron] x 5: count, sum, sum_comp, sum_sq, sum_sq_comp.
 @group(0) @binding(5) var<storage, read_write> partials: array<u32>;
@@ -37,10 +41,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         return;
     }
     let seg = p.seg_first + wid.y;
-    let start = segments[3u * seg];
-    let end = segments[3u * seg + 1u];
-    let counted = p.collect != 0u && segments[3u * seg + 2u] != EXCLUDED;
-    let iv = (p.layer * p.width + j) * 2u;
+    let start = segments[4u * seg];
+    let end = segments[4u * seg + 1u];
+    let counted = p.collect != 0u && segments[4u * seg + 2u] != EXCLUDED;
+    let map = segments[4u * seg + 3u];
+    let iv = ((map * p.layers + p.layer) * p.width + j) * 2u;
     let scale = intervention[iv];
     let shift = intervention[iv + 1u];
     var count = 0u;

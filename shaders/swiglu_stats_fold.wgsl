@@ -37,7 +37,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     for (var s = 0u; s < p.seg_count; s++) {
-        let sg = segments[3u * (p.seg_first + s) + 2u];
+        let sg = segments[4u * (p.seg_first + s) + 2u];
         // EXCLUDED (0xffffffff) and other blocks' groups fall outside; the subtraction wraps.
         let g = sg - p.group_first;
         if (sg < p.group_first || g >= p.groups) {

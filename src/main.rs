@@ -2,10 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use culturelens::bench::{self, BenchOptions};
-use culturelens::gpu::{AdapterSelector, Gpu, PrecisionRequest};
+use culturelens::eval::score::DEFAULT_FUSED_TOKENS;
+use culturelens::gpu::{by_kernel, AdapterSelector, Gpu, PrecisionRequest};
 use culturelens::pipeline::ablate::{ablate, AblateOptions, Ablation};
 use culturelens::pipeline::cli::{bundled, DataArgs, KArgs, ModeArgs, RuleArg, BUNDLED_VL_MODEL};
 use culturelens::pipeline::collect::{collect, merge, CollectOptions, MIN_CHECKPOINT_SECONDS};
@@ -45,6 +49,9 @@ struct Cli {
     /// the adapter offers f16 cooperative matrices.
     #[arg(long, global = true, value_enum, default_value_t)]
     precision: PrecisionRequest,
+    /// Time every GPU dispatch (timestamp queries) and print the total per kernel at exit.
+    #[arg(long, global = true)]
+    profile_kernels: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -150,6 +157,10 @@ enum Command {
         stats: Option<PathBuf>,
         #[arg(long, default_value_t = 4096)]
         batch_tokens: usize,
+        /// Tokens one fused pass may hold: each batch runs under several neuron sets at once,
+        /// the layers below the first one they touch shared (0: one pass per set).
+        #[arg(long, default_value_t = DEFAULT_FUSED_TOKENS)]
+        fused_tokens: usize,
         /// Directory for ablation.json.
         #[arg(long, default_value = "culturelens-out")]
         out: PathBuf,
@@ -189,6 +200,9 @@ enum Command {
         /// Token budget of one packed batch.
         #[arg(long, default_value_t = 4096)]
         batch_tokens: usize,
+        /// Tokens one fused ablation pass may hold (0: one pass per neuron set).
+        #[arg(long, default_value_t = DEFAULT_FUSED_TOKENS)]
+        fused_tokens: usize,
     },
     /// Plant known culture neurons into a Qwen2.5-VL or LLaVA-NeXT checkpoint and write a quiz
     /// that needs them.
@@ -240,7 +254,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut adapter = String::new();
             let out = runner::run(
                 || {
-                    let gpu = Gpu::open(&selector, precision)?;
+                    let gpu = open_gpu(&selector, precision)?;
                     adapter = gpu.info.name.clone();
                     Ok(gpu)
                 },
@@ -276,7 +290,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             shard_count,
         } => {
             let shard = shard.as_deref().map(|s| shard_arg(s, shard_count)).transpose()?.unwrap_or((0, 1));
-            let gpu = Gpu::open(&selector, precision)?;
+            let gpu = open_gpu(&selector, precision)?;
             let o = CollectOptions {
                 model: bundled(&model, BUNDLED_VL_MODEL),
                 data: data.options()?,
@@ -303,8 +317,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Ablate { model, data, neurons, method, mode, stats, batch_tokens, out } => {
-            let gpu = Gpu::open(&selector, precision)?;
+        Command::Ablate { model, data, neurons, method, mode, stats, batch_tokens, fused_tokens, out } => {
+            let gpu = open_gpu(&selector, precision)?;
             let o = AblateOptions {
                 model: bundled(&model, BUNDLED_VL_MODEL),
                 data: data.options()?,
@@ -313,6 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mode: mode.mode()?,
                 stats,
                 max_batch_tokens: batch_tokens,
+                max_fused_tokens: fused_tokens,
                 out: out.clone(),
                 progress: true,
             };
@@ -326,8 +341,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", out.join("report.html").display());
             Ok(())
         }
-        Command::Pipeline { model, data, out, methods: m, k, positions, mode, checkpoint_every, batch_tokens } => {
-            let gpu = Gpu::open(&selector, precision)?;
+        Command::Pipeline {
+            model,
+            data,
+            out,
+            methods: m,
+            k,
+            positions,
+            mode,
+            checkpoint_every,
+            batch_tokens,
+            fused_tokens,
+        } => {
+            let gpu = open_gpu(&selector, precision)?;
             let o = PipelineOptions {
                 model: bundled(&model, BUNDLED_VL_MODEL),
                 data: data.options()?,
@@ -338,6 +364,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mode: mode.mode()?,
                 chunk_examples: checkpoint_every,
                 max_batch_tokens: batch_tokens,
+                max_fused_tokens: fused_tokens,
                 lape_top_rate: 0.01,
                 progress: true,
             };
@@ -366,7 +393,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(opts) => {
-            let gpu = Gpu::open(&selector, precision)?;
+            let gpu = open_gpu(&selector, precision)?;
             bench::run(&gpu, &opts)
         }
     }
@@ -389,9 +416,58 @@ fn print_summary(s: &culturelens::report::Summary) {
     }
 }
 
+/// The device this process opened, kept for `--profile-kernels`.
+static OPENED: OnceLock<(Arc<Gpu>, Instant)> = OnceLock::new();
+static PROFILE: AtomicBool = AtomicBool::new(false);
+static PROCESS_START: OnceLock<Instant> = OnceLock::new();
+
+fn open_gpu(selector: &AdapterSelector, precision: PrecisionRequest) -> anyhow::Result<Arc<Gpu>> {
+    let gpu = Gpu::open(selector, precision)?;
+    if PROFILE.load(Ordering::Relaxed) {
+        if !gpu.has_timestamps() {
+            eprintln!("--profile-kernels: {} has no timestamp queries; nothing will be timed", gpu.info.name);
+        }
+        gpu.profiler.start();
+    }
+    let _ = OPENED.set((gpu.clone(), Instant::now()));
+    Ok(gpu)
+}
+
+/// Per-kernel GPU time of the whole run, largest first.
+fn print_kernel_profile() {
+    let Some((gpu, opened)) = OPENED.get() else { return };
+    let _ = gpu.wait();
+    if let (Some(start), Some(first)) = (PROCESS_START.get(), gpu.first_dispatch.get()) {
+        eprintln!(
+            "startup: first dispatch submitted {:.3} s after the process started ({:.3} s after the device opened); \
+             {} pipelines compiled in all",
+            first.duration_since(*start).as_secs_f64(),
+            first.duration_since(*opened).as_secs_f64(),
+            gpu.pipelines.len()
+        );
+    }
+    let totals = by_kernel(&gpu.profiler.stop());
+    let all: f64 = totals.iter().map(|k| k.seconds).sum();
+    eprintln!(
+        "kernel profile: {all:.2} s of GPU time in {} dispatches, {:.2} s since the device opened",
+        totals.iter().map(|k| k.calls).sum::<usize>(),
+        opened.elapsed().as_secs_f64()
+    );
+    eprintln!("{:>9} {:>6} {:>9}  kernel", "seconds", "share", "calls");
+    for k in &totals {
+        eprintln!("{:>9.3} {:>5.1}% {:>9}  {}", k.seconds, 100.0 * k.seconds / all.max(1e-12), k.calls, k.kernel);
+    }
+}
+
 fn main() -> ExitCode {
+    PROCESS_START.get_or_init(Instant::now);
     let cli = Cli::parse();
-    match run(cli) {
+    PROFILE.store(cli.profile_kernels, Ordering::Relaxed);
+    let result = run(cli);
+    if PROFILE.load(Ordering::Relaxed) {
+        print_kernel_profile();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -57,7 +57,7 @@ fn prompt_text(text: &TextProcessor, req: &RunRequest, image_tokens: Option<(&st
 
 fn encode(text: &TextProcessor, req: &RunRequest, rendered: &str, context: usize) -> anyhow::Result<Vec<u32>> {
     let ids = if req.raw { text.encode(rendered, true)? } else { text.encode_prompt(rendered)? };
-    if ids.len() + req.max_new_tokens > context {
+    if ids.len().saturating_add(req.max_new_tokens) > context {
         anyhow::bail!(
             "the prompt is {} tokens; with --max-new-tokens {} that is past the model's context of {context} \
              (max_position_embeddings)",
@@ -85,7 +85,7 @@ pub fn run(gpu_for: impl FnOnce() -> anyhow::Result<Arc<Gpu>>, req: &RunRequest)
             let gpu = gpu_for()?;
             let lm = CausalLm::load(&gpu, &req.model_dir)?;
             let batch = PackedBatch::from_sequences(std::slice::from_ref(&ids));
-            let mut cache = lm.model.new_cache(ids.len() + req.max_new_tokens)?;
+            let mut cache = lm.model.new_cache(ids.len().saturating_add(req.max_new_tokens))?;
             let g = prefill_then_decode(
                 req,
                 ids.len(),
@@ -127,7 +127,7 @@ fn run_qwen2_5_vl(
     let gpu = gpu_for()?;
     let model = Qwen2_5_VLForConditionalGeneration::load(&gpu, &req.model_dir)?;
     let vl = model.pack(&[VlPrompt { ids: &ids, images: &images }])?;
-    let mut cache = model.model.new_cache(ids.len() + req.max_new_tokens)?;
+    let mut cache = model.model.new_cache(ids.len().saturating_add(req.max_new_tokens))?;
     let delta = vl.rope_deltas[0];
     let generation = prefill_then_decode(
         req,
@@ -167,7 +167,7 @@ fn run_llava_next(
     let model = LlavaNextForConditionalGeneration::load(&gpu, &req.model_dir)?;
     let images: Vec<LlavaImage> = images.into_iter().map(|(i, _)| i).collect();
     let batch = PackedBatch::from_sequences(std::slice::from_ref(&ids));
-    let mut cache = model.model.new_cache(ids.len() + req.max_new_tokens)?;
+    let mut cache = model.model.new_cache(ids.len().saturating_add(req.max_new_tokens))?;
     let generation = prefill_then_decode(
         req,
         ids.len(),

@@ -3,11 +3,9 @@
 //! statistics, letter logits, CAS/MAD neuron sets at k = 3 %, base and ablated accuracies.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::gpu;
-use culturelens::eval::dataset::Lang;
-use culturelens::eval::grouping::GroupBy;
+use common::{f64s, gpu, json, root};
 use culturelens::eval::mc::PositionRule;
 use culturelens::eval::score::cache_image_features;
 use culturelens::neurons::methods::k_from_fraction;
@@ -15,44 +13,20 @@ use culturelens::neurons::stats_file::StatsFile;
 use culturelens::neurons::Method;
 use culturelens::pipeline::ablate::{Mode, Study};
 use culturelens::pipeline::collect::{collect_loaded, CollectOptions};
-use culturelens::pipeline::data::DataOptions;
 use culturelens::pipeline::identify::neuron_sets;
 use culturelens::pipeline::model::CultureModel;
 use serde_json::Value;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn reference(name: &str) -> Value {
     let p = root().join("tests/fixtures/culture-reference").join(name);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-}
-
-/// The bundled mini-CVQA test split, grouped by country as the reference did.
-fn mini_cvqa_test() -> DataOptions {
-    DataOptions {
-        data: root().join("assets/data/mini-cvqa/test.parquet").display().to_string(),
-        split: None,
-        group_by: GroupBy::Country,
-        lang: Lang::En,
-        min_per_group: 1,
-        groups: None,
-        limit: None,
-        inputs: Default::default(),
-    }
+    json(&p)
 }
 
 #[test]
 fn matches_the_pytorch_reference() {
     let gpu = gpu();
     let model_dir = root().join("assets/models/culture-tiny-qwen2_5_vl");
-    let data = mini_cvqa_test();
+    let data = common::mini_cvqa_test(None);
     let sel = data.load().unwrap();
     let model = CultureModel::load(&gpu, &model_dir.display().to_string(), 4).unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -116,6 +90,8 @@ fn matches_the_pytorch_reference() {
         position_rule: "all".into(),
         base_logits: stats.option_logits.clone(),
         pooled_mean: None,
+        max_fused_tokens: culturelens::eval::score::DEFAULT_FUSED_TOKENS,
+        fused: Default::default(),
         max_batch_tokens: 4096,
         progress: false,
     };
@@ -189,7 +165,7 @@ fn matches_the_pytorch_reference() {
 fn fast_mode_keeps_the_reference_answers() {
     let gpu = common::fast_gpu();
     let model_dir = root().join("assets/models/culture-tiny-qwen2_5_vl");
-    let data = mini_cvqa_test();
+    let data = common::mini_cvqa_test(None);
     let sel = data.load().unwrap();
     let model = CultureModel::load(&gpu, &model_dir.display().to_string(), 4).unwrap();
     let scored = model.score(&sel.grouped.examples, None, PositionRule::All, 4096, |_, _| {}).unwrap();

@@ -208,17 +208,21 @@ fn embedding_gathers_rows_across_chunks() {
 fn rmsnorm_matches_reference() {
     let g = gpu();
     let mut r = rng(7);
-    for (rows, width) in [(13usize, 67usize), (3, 1000), (1, 5)] {
-        let x = randn(&mut r, rows * width, 3.0);
-        let w = randn(&mut r, width, 1.0);
-        let xb = g.storage_from("x", &x).unwrap();
-        let wb = g.storage_from("w", &w).unwrap();
-        let yb = g.storage_buffer("y", (rows * width * 4) as u64).unwrap();
-        let mut rec = Recorder::new(&g);
-        rmsnorm::rmsnorm(&mut rec, &xb, &wb, &yb, rows, width, 1e-6);
-        rec.finish().unwrap();
-        let got: Vec<f32> = g.read(&yb, 0, rows * width).unwrap();
-        assert_close("rmsnorm", &got, &rmsnorm::rmsnorm_ref(&x, &w, width, 1e-6), 1e-5, 1e-6);
+    // Both kernels on every adapter; 70 rows spill past one 64-row lane workgroup.
+    for kernel in [rmsnorm::RmsNormKernel::Workgroup, rmsnorm::RmsNormKernel::Lane] {
+        for (rows, width) in [(13usize, 67usize), (3, 1000), (1, 5), (70, 33)] {
+            let x = randn(&mut r, rows * width, 3.0);
+            let w = randn(&mut r, width, 1.0);
+            let xb = g.storage_from("x", &x).unwrap();
+            let wb = g.storage_from("w", &w).unwrap();
+            let yb = g.storage_buffer("y", (rows * width * 4) as u64).unwrap();
+            let mut rec = Recorder::new(&g);
+            rmsnorm::rmsnorm_with(&mut rec, kernel, &xb, &wb, &yb, rows, width, 1e-6);
+            rec.finish().unwrap();
+            let got: Vec<f32> = g.read(&yb, 0, rows * width).unwrap();
+            let want = rmsnorm::rmsnorm_ref(&x, &w, width, 1e-6);
+            assert_close(&format!("rmsnorm {kernel:?} {rows}x{width}"), &got, &want, 1e-5, 1e-6);
+        }
     }
 }
 
@@ -259,7 +263,10 @@ fn swiglu_stats_groups_exclusion_and_intervention() {
     // Runs of groups with exclusions in between, as a packed batch with a position rule produces.
     let token_group: Vec<u32> =
         (0..tokens).map(|t| if t % 7 == 3 { swiglu::EXCLUDED } else { [2u32, 0, 3, 0][(t / 15) % 4] }).collect();
-    let mut interv = vec![0f32; layers * width * 2];
+    // Two intervention maps ([maps, layers, width, 2]); sequences of 10 tokens alternate them.
+    let maps = 2;
+    let token_map: Vec<u32> = (0..tokens).map(|t| ((t / 10) % 2) as u32).collect();
+    let mut interv = vec![0f32; maps * layers * width * 2];
     for j in 0..width {
         let (s, b) = if j % 5 == 0 {
             (0.0, 0.0)
@@ -270,6 +277,9 @@ fn swiglu_stats_groups_exclusion_and_intervention() {
         };
         interv[(layer * width + j) * 2] = s;
         interv[(layer * width + j) * 2 + 1] = b;
+        let at = ((layers + layer) * width + j) * 2;
+        interv[at] = if j % 3 == 0 { 0.5 } else { 1.0 };
+        interv[at + 1] = if j % 3 == 1 { -0.1 } else { 0.0 };
     }
     let acc_words = groups * layers * width * swiglu::ACC_WORDS;
     let gb = g.storage_from("gate", &gate).unwrap();
@@ -280,7 +290,14 @@ fn swiglu_stats_groups_exclusion_and_intervention() {
     // Two calls (accumulators must add up across them): one dispatch pair for all segments,
     // then three segments per pair.
     for per_dispatch in [usize::MAX, 3] {
-        let segments = swiglu::TokenSegments::with_segments_per_dispatch(&g, &token_group, width, true, per_dispatch);
+        let segments = swiglu::TokenSegments::with_segments_per_dispatch(
+            &g,
+            &token_group,
+            Some(&token_map),
+            width,
+            true,
+            per_dispatch,
+        );
         let segments = segments.unwrap();
         g.write_padded(&gb, 0, bytemuck::cast_slice(&gate));
         let mut rec = Recorder::new(&g);
@@ -294,9 +311,10 @@ fn swiglu_stats_groups_exclusion_and_intervention() {
         sum: vec![0.0; groups * width],
         sum_sq: vec![0.0; groups * width],
     };
-    let layer_iv = &interv[layer * width * 2..(layer + 1) * width * 2];
-    let want_h = swiglu::swiglu_ref(&gate, &up, &token_group, layer_iv, width, &mut want);
-    swiglu::swiglu_ref(&gate, &up, &token_group, layer_iv, width, &mut want);
+    let map_iv = |m: usize| &interv[(m * layers + layer) * width * 2..(m * layers + layer + 1) * width * 2];
+    let layer_ivs = [map_iv(0), map_iv(1)];
+    let want_h = swiglu::swiglu_ref(&gate, &up, &token_group, &token_map, &layer_ivs, width, &mut want);
+    swiglu::swiglu_ref(&gate, &up, &token_group, &token_map, &layer_ivs, width, &mut want);
     assert_close("swiglu h", &h, &want_h, 1e-5, 1e-6);
     let words: Vec<u32> = g.read(&acc, 0, acc_words).unwrap();
     let got = swiglu::NeuronSums::from_words(&words);
@@ -338,7 +356,7 @@ fn swiglu_stats_do_not_drift_over_1e8_positions() {
     let gb = g.storage_from("gate", &gate).unwrap();
     let hb = g.storage_buffer("h", (gate.len() * 4) as u64).unwrap();
     let ub = g.storage_from("up", &up).unwrap();
-    let segments = swiglu::TokenSegments::new(&g, &token_group, width, true).unwrap();
+    let segments = swiglu::TokenSegments::new(&g, &token_group, None, width, true).unwrap();
     let ib = g.storage_from("iv", &interv).unwrap();
     let acc = g.storage_from("acc", &vec![0u32; width * swiglu::ACC_WORDS]).unwrap();
     let blocks = [swiglu::AccBlock { buffer: acc.clone(), first_group: 0, groups: 1 }];

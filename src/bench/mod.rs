@@ -1,6 +1,7 @@
 //! `culturelens bench` and benches/kernels.rs: kernel and prefill throughput, reported against
 //! this device's own measured copy bandwidth and best matmul rate.
 
+mod ablation;
 mod random_model;
 
 use std::sync::Arc;
@@ -26,6 +27,13 @@ pub struct BenchOptions {
     /// Timed repetitions of each measurement (default: 10 on a GPU, 1 on a CPU adapter).
     #[arg(long)]
     pub iters: Option<usize>,
+    /// Instead of the kernels: the ablation matrix's passes, one per neuron set against fused,
+    /// on a random-weight 28-layer decoder (7B widths on a GPU, scaled down on a CPU adapter).
+    #[arg(long)]
+    pub ablation: bool,
+    /// Tokens one fused ablation pass may hold (with --ablation).
+    #[arg(long, default_value_t = crate::eval::score::DEFAULT_FUSED_TOKENS)]
+    pub fused_tokens: usize,
 }
 
 struct Settings {
@@ -141,7 +149,7 @@ fn bench_swiglu(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<Row
     let gate = gpu.storage_from("gate", &vec![0.5f32; t * i])?;
     let up = gpu.storage_from("up", &vec![1.0f32; t * i])?;
     let groups: Vec<u32> = (0..t).map(|x| (x / 512) as u32).collect();
-    let segments = TokenSegments::new(gpu, &groups, i, stats)?;
+    let segments = TokenSegments::new(gpu, &groups, None, i, stats)?;
     let iv = gpu.storage_from("interv", &vec![1.0f32; 2 * i])?;
     let acc = NeuronStats::new(gpu, t.div_ceil(512), 1, i)?;
     let secs = time(gpu, s.iters, |r| {
@@ -223,6 +231,11 @@ fn bench_prefill(gpu: &Arc<Gpu>, s: &Settings, stats: bool) -> anyhow::Result<(R
 
 /// Runs every measurement and prints the table.
 pub fn run(gpu: &Arc<Gpu>, opts: &BenchOptions) -> anyhow::Result<()> {
+    if opts.ablation {
+        let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
+        let tokens = opts.tokens.unwrap_or(if cpu { 128 } else { 4096 });
+        return ablation::run(gpu, opts.layers.unwrap_or(28), tokens, opts.fused_tokens);
+    }
     let s = opts.settings(gpu);
     println!(
         "adapter: {} ({:?}, {:?}, driver {} {})",

@@ -13,8 +13,12 @@ pub enum PromptFormat {
     #[default]
     Default,
     /// A template: `{question}` and `{options}` replaced, `{{` and `}}` for literal braces.
-    Template(String),
+    Template(Template),
 }
+
+/// A template's text, checked when made (by [`PromptFormat::template`]) and so always renderable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(String);
 
 impl PromptFormat {
     /// Reads and checks a template file: it must use `{question}` and `{options}` once each
@@ -41,14 +45,14 @@ impl PromptFormat {
                 n => anyhow::bail!("the template uses {{{need}}} {n} times; once is enough"),
             }
         }
-        Ok(PromptFormat::Template(text.to_string()))
+        Ok(PromptFormat::Template(Template(text.to_string())))
     }
 
     /// What stats.json records: "default", or the template's text.
     pub fn describe(&self) -> String {
         match self {
             PromptFormat::Default => "default".into(),
-            PromptFormat::Template(t) => t.clone(),
+            PromptFormat::Template(t) => t.0.clone(),
         }
     }
 
@@ -64,8 +68,7 @@ impl PromptFormat {
             }
             PromptFormat::Template(t) => {
                 let mut out = String::new();
-                // Checked when the template was made.
-                for piece in pieces(t).unwrap_or_default() {
+                for piece in pieces(&t.0).expect("checked when the template was made") {
                     match piece {
                         Piece::Text(s) => out.push_str(s),
                         Piece::Brace(c) => out.push(c),

@@ -3,13 +3,16 @@
 //! group per culture under a position rule. The same code serves every family
 //! (models::vision_language).
 
+use std::ops::Range;
+
 use anyhow::Context;
 
 use crate::eval::mc::{prompt_ids, PositionRule};
 use crate::eval::prompt::PromptFormat;
 use crate::eval::McExample;
+use crate::models::batch::PackedBatch;
 use crate::models::decoder::{ForwardOptions, LogitRows};
-use crate::models::{ImageSource, NeuronStats, Pixels, VisionLanguageModel};
+use crate::models::{ImageSource, InterventionMaps, NeuronStats, Pixels, VisionLanguageModel};
 use crate::ops::swiglu::EXCLUDED;
 use crate::text::TextProcessor;
 use crate::vision::image_input::decode_rgb;
@@ -24,6 +27,7 @@ pub struct ScoreOptions<'a> {
 
 /// One example ready for the model: prompt ids and preprocessed image, kept across passes so
 /// repeated runs (ablations) skip decoding, resizing and tokenising.
+#[derive(Clone)]
 pub struct Prepared {
     pub ids: Vec<u32>,
     pub image: Option<Pixels>,
@@ -125,8 +129,6 @@ pub struct Scored {
     /// Per group: prompt tokens, and image tokens among them, whatever the rule.
     pub tokens: Vec<u64>,
     pub image_tokens: Vec<u64>,
-    /// The longest prompt run, in tokens.
-    pub longest_prompt: usize,
 }
 
 impl Scored {
@@ -189,23 +191,10 @@ pub fn score_prepared(
         positions: vec![0; groups],
         tokens: vec![0; groups],
         image_tokens: vec![0; groups],
-        longest_prompt: examples.iter().map(|p| p.ids.len()).max().unwrap_or(0),
     };
-    let mut start = 0;
-    while start < examples.len() {
-        let mut end = start;
-        let mut tokens = 0;
-        while end < examples.len() {
-            let p = &examples[end];
-            if end > start && tokens + p.ids.len() > opts.max_batch_tokens {
-                break;
-            }
-            tokens += p.ids.len();
-            end += 1;
-        }
-        let batch = &examples[start..end];
-        let prompts: Vec<(&[u32], Option<&Pixels>)> = batch.iter().map(|p| (&p.ids[..], p.image.as_ref())).collect();
-        let mut packed = model.pack(&prompts)?;
+    for rows in batch_ranges(examples, opts.max_batch_tokens) {
+        let batch = &examples[rows.clone()];
+        let mut packed = pack(model, batch)?;
         for (s, p) in batch.iter().enumerate() {
             let r = packed.sequence(s);
             let len = r.len();
@@ -219,25 +208,157 @@ pub fn score_prepared(
             }
             out.tokens[g] += len as u64;
         }
-        let images: Vec<ImageSource<'_>> = batch
-            .iter()
-            .filter_map(|p| {
-                let pixels = p.image.as_ref()?;
-                Some(match &p.image_features {
-                    Some(f) => ImageSource::Features(f),
-                    None => ImageSource::Pixels(pixels),
-                })
-            })
-            .collect();
         let mut cache = model.decoder().new_cache(packed.len())?;
         let fo =
             ForwardOptions { logits: LogitRows::Rows(packed.last_tokens()), stats: opts.stats, ..Default::default() };
-        let res = model.forward(&packed, &images, &mut cache, &fo)?;
+        let res = model.forward(&packed, &image_sources(batch), &mut cache, &fo)?;
         for row in res.logits.chunks(vocab) {
             out.option_logits.push(option_ids.iter().map(|&i| row[i as usize]).collect());
         }
-        start += batch.len();
-        progress(start, examples.len());
+        progress(rows.end, examples.len());
     }
     Ok(out)
+}
+
+/// Consecutive runs of `examples` of at most `max_batch_tokens` tokens each (a longer prompt
+/// runs alone): the packing every scoring pass uses, so that passes line up batch by batch.
+pub fn batch_ranges(examples: &[Prepared], max_batch_tokens: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < examples.len() {
+        let mut end = start;
+        let mut tokens = 0;
+        while end < examples.len() && (end == start || tokens + examples[end].ids.len() <= max_batch_tokens) {
+            tokens += examples[end].ids.len();
+            end += 1;
+        }
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+fn pack(model: &VisionLanguageModel, batch: &[Prepared]) -> anyhow::Result<PackedBatch> {
+    let prompts: Vec<(&[u32], Option<&Pixels>)> = batch.iter().map(|p| (&p.ids[..], p.image.as_ref())).collect();
+    model.pack(&prompts)
+}
+
+/// Each image of `batch`, as its cached features where they were kept.
+fn image_sources(batch: &[Prepared]) -> Vec<ImageSource<'_>> {
+    batch
+        .iter()
+        .filter_map(|p| {
+            let pixels = p.image.as_ref()?;
+            Some(match &p.image_features {
+                Some(f) => ImageSource::Features(f),
+                None => ImageSource::Pixels(pixels),
+            })
+        })
+        .collect()
+}
+
+/// `order` (maps by first touched layer, descending) cut into groups of at most `most` maps
+/// that touch the same first layer: each group's shared prefix is as long as its maps allow,
+/// so the layers run are the fewest (merging groups would save a prefix but rerun the layers
+/// between the two splits once per map).
+pub fn fusion_groups(order: &[u32], first_touched: impl Fn(u32) -> usize, most: usize) -> Vec<&[u32]> {
+    let mut out = Vec::new();
+    for run in order.chunk_by(|&a, &b| first_touched(a) == first_touched(b)) {
+        out.extend(run.chunks(most.max(1)));
+    }
+    out
+}
+
+/// Tokens one fused pass may hold (its copies of a batch together), unless `max_fused_tokens`
+/// says less: each copy needs its own KV cache rows and activations.
+pub const DEFAULT_FUSED_TOKENS: usize = 32768;
+
+/// What scoring under many intervention maps did, for the benchmark and the log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FusedCounts {
+    /// Forward passes run.
+    pub passes: usize,
+    /// Forward passes one map at a time would have run (batches × maps).
+    pub unfused_passes: usize,
+    /// Token-layers run, and what one map at a time would have run.
+    pub token_layers: u64,
+    pub unfused_token_layers: u64,
+}
+
+impl FusedCounts {
+    pub fn add(&mut self, o: &FusedCounts) {
+        self.passes += o.passes;
+        self.unfused_passes += o.unfused_passes;
+        self.token_layers += o.token_layers;
+        self.unfused_token_layers += o.unfused_token_layers;
+    }
+}
+
+/// Scores prepared examples once per intervention map of `maps` ([map][example][option]),
+/// fusing maps: for each packed batch (the packing of [`score_prepared`]), copies of it under
+/// up to `max_fused_tokens / batch tokens` maps that first touch the same layer run in one
+/// forward (0: no fusion, one plain pass per map), the layers below it once
+/// ([`ForwardOptions::branches`]). The logits are the same bits as one pass per map.
+pub fn score_under_maps(
+    model: &VisionLanguageModel,
+    examples: &[Prepared],
+    option_ids: &[u32],
+    maps: &InterventionMaps,
+    max_batch_tokens: usize,
+    max_fused_tokens: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> anyhow::Result<(Vec<Vec<Vec<f32>>>, FusedCounts)> {
+    let decoder = model.decoder();
+    let (vocab, layers) = (model.config().text.vocab_size, decoder.config.num_hidden_layers);
+    let mut order: Vec<u32> = (0..maps.maps as u32).collect();
+    order.sort_by_key(|&m| std::cmp::Reverse(maps.first_touched(m as usize)));
+    let mut out = vec![Vec::with_capacity(examples.len()); maps.maps];
+    let mut counts = FusedCounts::default();
+    let batches = batch_ranges(examples, max_batch_tokens);
+    let work = batches.len() * maps.maps;
+    for (b, rows) in batches.iter().enumerate() {
+        let batch = &examples[rows.clone()];
+        let packed = pack(model, batch)?;
+        let t = packed.len();
+        let fused = (max_fused_tokens.min(decoder.max_pass_tokens()) / t).max(1);
+        let mut done = 0;
+        for group in fusion_groups(&order, |m| maps.first_touched(m as usize), fused) {
+            let logits = if max_fused_tokens > 0 && t * group.len() <= decoder.max_pass_tokens() {
+                let mut cache = decoder.new_cache(t * group.len())?;
+                let fo = ForwardOptions {
+                    logits: LogitRows::Rows(packed.last_tokens()),
+                    interventions: Some(maps),
+                    branches: Some(group),
+                    ..Default::default()
+                };
+                let split = group.iter().map(|&m| maps.first_touched(m as usize)).min().unwrap_or(layers);
+                counts.token_layers += (t * split.min(layers) + t * group.len() * (layers - split.min(layers))) as u64;
+                model.forward(&packed, &image_sources(batch), &mut cache, &fo)?.logits
+            } else {
+                // Fusion off, or a batch longer than one pass: one map at a time (`fused` is 1),
+                // as plain passes.
+                let mut single = packed.clone();
+                single.sequence_map = vec![group[0]; single.num_sequences()];
+                let mut cache = decoder.new_cache(t)?;
+                let fo = ForwardOptions {
+                    logits: LogitRows::Rows(single.last_tokens()),
+                    interventions: Some(maps),
+                    ..Default::default()
+                };
+                counts.token_layers += (t * layers) as u64;
+                model.forward(&single, &image_sources(batch), &mut cache, &fo)?.logits
+            };
+            counts.passes += 1;
+            for (&m, copy) in group.iter().zip(logits.chunks(batch.len() * vocab)) {
+                for row in copy.chunks(vocab) {
+                    out[m as usize].push(option_ids.iter().map(|&i| row[i as usize]).collect());
+                }
+            }
+            done += group.len();
+            progress(b * maps.maps + done, work);
+        }
+        counts.unfused_passes += maps.maps;
+        counts.unfused_token_layers += (t * layers * maps.maps) as u64;
+    }
+    Ok((out, counts))
 }

@@ -117,6 +117,8 @@ pub struct Gpu {
     pub pipelines: Arc<PipelineCache>,
     /// Per-kernel timestamps, off unless started (`culturelens bench`).
     pub profiler: Arc<Profiler>,
+    /// When the first dispatch was submitted (startup time is measured up to it).
+    pub first_dispatch: Arc<std::sync::OnceLock<std::time::Instant>>,
     /// Peak device memory, off unless started (`collect` reports it).
     pub memory: Arc<super::memory::MemoryWatch>,
     /// Largest byte size one weight chunk may have. Normally the binding limit; tests lower it to
@@ -222,6 +224,7 @@ impl Gpu {
             scratch,
             pipelines: Arc::new(PipelineCache::default()),
             profiler: Arc::new(Profiler::default()),
+            first_dispatch: Default::default(),
             memory: Arc::default(),
             device,
             queue,
@@ -278,6 +281,7 @@ impl Gpu {
             fast_support: self.fast_support.clone(),
             pipelines: self.pipelines.clone(),
             profiler: self.profiler.clone(),
+            first_dispatch: self.first_dispatch.clone(),
             memory: self.memory.clone(),
             max_binding_bytes,
             scratch: self.scratch.clone(),

@@ -127,6 +127,9 @@ impl Recorder {
         let profiler = &self.gpu.profiler;
         let timed = profiler.enabled() && self.gpu.has_timestamps();
         let dispatches = self.dispatches();
+        if dispatches > 0 {
+            self.gpu.first_dispatch.get_or_init(std::time::Instant::now);
+        }
         let blocks = if timed { profiler.queries(&self.gpu.device, dispatches) } else { Vec::new() };
         let mut names = Vec::new();
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());

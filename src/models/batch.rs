@@ -15,6 +15,9 @@ pub struct PackedBatch {
     /// Per sequence: how many of its earlier tokens already sit in the KV cache, in the rows
     /// just before this batch (0 for a fresh prompt; the prompt so far when decoding).
     pub cached_prefix: Vec<usize>,
+    /// Per sequence: the intervention map it runs under (an index into
+    /// `ForwardOptions::interventions`); empty means map 0 for every sequence.
+    pub sequence_map: Vec<u32>,
 }
 
 impl PackedBatch {
@@ -40,6 +43,7 @@ impl PackedBatch {
             seq_starts: vec![0, 1],
             token_group: vec![EXCLUDED],
             cached_prefix: vec![cached],
+            sequence_map: Vec::new(),
         }
     }
 
@@ -71,6 +75,18 @@ impl PackedBatch {
         PackedBatch { positions: vec![p, p, p], pos_stride: 3, ..PackedBatch::continuation(token, cached) }
     }
 
+    /// The intervention map of every token, where sequences name theirs.
+    pub fn token_maps(&self) -> Option<Vec<u32>> {
+        if self.sequence_map.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.len());
+        for (s, &m) in self.sequence_map.iter().enumerate() {
+            out.extend(std::iter::repeat_n(m, self.sequence(s).len()));
+        }
+        Some(out)
+    }
+
     /// Counts every token of sequence `s` toward statistics group `group`.
     pub fn set_group(&mut self, s: usize, group: u32) {
         let r = self.sequence(s);
@@ -91,7 +107,10 @@ impl PackedBatch {
                 self.pos_stride
             );
         }
-        if self.token_group.len() != self.len() || self.cached_prefix.len() != self.num_sequences() {
+        if self.token_group.len() != self.len()
+            || self.cached_prefix.len() != self.num_sequences()
+            || !(self.sequence_map.is_empty() || self.sequence_map.len() == self.num_sequences())
+        {
             anyhow::bail!("batch bookkeeping does not match its {} tokens", self.len());
         }
         if self.seq_starts.windows(2).any(|w| w[1] <= w[0]) {

@@ -16,5 +16,5 @@ pub use batch::PackedBatch;
 pub use causal_lm::CausalLm;
 pub use config::{Architecture, ConfigError, ModelConfig, TextConfig};
 pub use decoder::{Decoder, ForwardOptions, ForwardOutput};
-pub use stats::{Intervention, NeuronStats};
+pub use stats::{Intervention, InterventionMaps, NeuronEdit, NeuronStats};
 pub use vision_language::{ImageBudget, ImageSource, Pixels, VisionLanguageModel};

@@ -108,3 +108,70 @@ impl Intervention {
         self.set(&vec![1.0; n], &vec![0.0; n]).expect("sizes match by construction");
     }
 }
+
+/// One neuron's affine map a' = scale·a + shift; `neuron` = layer · width + index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NeuronEdit {
+    pub neuron: usize,
+    pub scale: f32,
+    pub shift: f32,
+}
+
+/// Several intervention maps on the device at once ([maps, layers, width, 2] f32): each packed
+/// sequence names the map it runs under, so one forward serves many ablation variants.
+pub struct InterventionMaps {
+    pub maps: usize,
+    pub layers: usize,
+    pub width: usize,
+    pub(crate) buffer: wgpu::Buffer,
+    /// Per map: the first layer where it differs from the identity (`layers` if nowhere).
+    first_touched: Vec<usize>,
+}
+
+impl InterventionMaps {
+    /// One map per list of edits (the identity elsewhere).
+    pub fn new(gpu: &Gpu, layers: usize, width: usize, maps: &[Vec<NeuronEdit>]) -> anyhow::Result<Self> {
+        let n = layers * width;
+        let bytes = (maps.len() * n * 8) as u64;
+        if bytes > gpu.max_binding_bytes {
+            anyhow::bail!(
+                "{} intervention maps of {n} neurons take {bytes} bytes, past the device's {}-byte binding",
+                maps.len(),
+                gpu.max_binding_bytes
+            );
+        }
+        let mut data: Vec<f32> = std::iter::repeat_n([1.0f32, 0.0], maps.len().max(1) * n).flatten().collect();
+        let mut first_touched = Vec::with_capacity(maps.len());
+        for (m, edits) in maps.iter().enumerate() {
+            let mut first = layers;
+            for e in edits {
+                if e.neuron >= n || !e.scale.is_finite() || !e.shift.is_finite() {
+                    anyhow::bail!(
+                        "intervention map {m}: neuron {} (of {n}) scale {} shift {}",
+                        e.neuron,
+                        e.scale,
+                        e.shift
+                    );
+                }
+                data[2 * (m * n + e.neuron)] = e.scale;
+                data[2 * (m * n + e.neuron) + 1] = e.shift;
+                if e.scale != 1.0 || e.shift != 0.0 {
+                    first = first.min(e.neuron / width);
+                }
+            }
+            first_touched.push(first);
+        }
+        let buffer = gpu.storage_from("intervention maps", &data)?;
+        Ok(InterventionMaps { maps: maps.len(), layers, width, buffer, first_touched })
+    }
+
+    /// The first layer where `map` differs from the identity (`layers` if it never does).
+    pub fn first_touched(&self, map: usize) -> usize {
+        self.first_touched[map]
+    }
+
+    /// Most maps of `layers` x `width` neurons one buffer holds on `gpu`.
+    pub fn capacity(gpu: &Gpu, layers: usize, width: usize) -> usize {
+        (gpu.max_binding_bytes / (layers * width * 8).max(1) as u64) as usize
+    }
+}

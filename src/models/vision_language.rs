@@ -80,14 +80,6 @@ impl ImageProcessor {
             ),
         }
     }
-
-    /// (min_pixels, max_pixels) where the processor has them.
-    pub fn pixel_bounds(&self) -> Option<(usize, usize)> {
-        match self {
-            ImageProcessor::Qwen2Vl(p) => Some((p.min_pixels, p.max_pixels)),
-            ImageProcessor::LlavaNext(_) => None,
-        }
-    }
 }
 
 /// A vision-language checkpoint with its image processor.

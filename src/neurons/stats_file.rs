@@ -202,6 +202,9 @@ impl StatsFile {
         let join = |v: Vec<i64>| -> Vec<i128> {
             v.chunks_exact(2).map(|p| ((p[1] as i128) << 64) | (p[0] as u64 as i128)).collect()
         };
+        // The metadata's sizes are only trusted once a tensor of that shape is really there: a
+        // lying header must not size an allocation.
+        tensor("count_pos", Dtype::I64, &[g, l, w])?;
         let mut acc = Accumulated::zeros(g, l, w);
         // Counts can be neither negative nor above their culture's positions; sums are finite.
         let counts_of = |name: &str, shape: &[usize]| -> anyhow::Result<Vec<u64>> {

@@ -27,6 +27,7 @@ pub fn all_variants() -> Vec<(ShaderKey, String)> {
     }
     for (name, src) in [
         ("rmsnorm", RMSNORM),
+        ("rmsnorm_lane", RMSNORM_LANE),
         ("rope", ROPE),
         ("gather_rows", GATHER_ROWS),
         ("activation", ACTIVATION),

@@ -10,7 +10,8 @@ struct ApplyParams {
     collect: u32,
     seg_first: u32,
     zero: u32,
-    _pad: [u32; 3],
+    layers: u32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -36,15 +37,19 @@ pub const SEGMENT_TOKENS: usize = 64;
 /// Bound on the partial-sum scratch; larger batches take several dispatch pairs.
 const PARTIALS_BYTES: usize = 64 << 20;
 
-/// Cuts a token stream into [start, end, group] pieces of at most SEGMENT_TOKENS tokens, each
-/// inside one run of equal group ids, so each piece's statistics belong to one group.
-pub fn cut_segments(token_group: &[u32]) -> Vec<[u32; 3]> {
+/// Cuts a token stream into [start, end, group, map] pieces of at most SEGMENT_TOKENS tokens,
+/// each inside one run of equal group ids and intervention maps (`token_map`; None: map 0
+/// everywhere), so each piece's statistics belong to one group and one map applies to it.
+pub fn cut_segments(token_group: &[u32], token_map: Option<&[u32]>) -> Vec<[u32; 4]> {
+    let map = |t: usize| token_map.map_or(0, |m| m[t]);
     let mut out = Vec::new();
     let mut start = 0;
     while start < token_group.len() {
-        let g = token_group[start];
-        let run = token_group[start..].iter().take(SEGMENT_TOKENS).take_while(|&&x| x == g).count();
-        out.push([start as u32, (start + run) as u32, g]);
+        let (g, m) = (token_group[start], map(start));
+        let run = (start..token_group.len().min(start + SEGMENT_TOKENS))
+            .take_while(|&t| token_group[t] == g && map(t) == m)
+            .count();
+        out.push([start as u32, (start + run) as u32, g, m]);
         start += run;
     }
     out
@@ -52,30 +57,38 @@ pub fn cut_segments(token_group: &[u32]) -> Vec<[u32; 3]> {
 
 /// One batch's segments on the GPU, with scratch for their partial sums when statistics are on.
 pub struct TokenSegments {
-    pub host: Vec<[u32; 3]>,
+    pub host: Vec<[u32; 4]>,
     buffer: wgpu::Buffer,
     partials: Option<wgpu::Buffer>,
     per_dispatch: usize,
 }
 
 impl TokenSegments {
-    pub fn new(gpu: &Gpu, token_group: &[u32], width: usize, stats: bool) -> Result<TokenSegments, GpuError> {
+    /// `token_map`: the intervention map of each token (None: map 0 for all).
+    pub fn new(
+        gpu: &Gpu,
+        token_group: &[u32],
+        token_map: Option<&[u32]>,
+        width: usize,
+        stats: bool,
+    ) -> Result<TokenSegments, GpuError> {
         let limit = PARTIALS_BYTES.min(gpu.limits.max_storage_buffer_binding_size as usize);
         // At most 32768 segments per fold: llvmpipe ends an invocation's loops after 65535
         // iterations in all.
         let per_dispatch = (limit / (width * ACC_WORDS * 4)).clamp(1, 32768);
-        TokenSegments::with_segments_per_dispatch(gpu, token_group, width, stats, per_dispatch)
+        TokenSegments::with_segments_per_dispatch(gpu, token_group, token_map, width, stats, per_dispatch)
     }
 
     /// As `new`, with at most `per_dispatch` segments per dispatch pair (tests force several).
     pub fn with_segments_per_dispatch(
         gpu: &Gpu,
         token_group: &[u32],
+        token_map: Option<&[u32]>,
         width: usize,
         stats: bool,
         per_dispatch: usize,
     ) -> Result<TokenSegments, GpuError> {
-        let host = cut_segments(token_group);
+        let host = cut_segments(token_group, token_map);
         let flat: Vec<u32> = host.iter().flatten().copied().collect();
         let buffer = gpu.storage_from("token segments", &flat)?;
         let per_dispatch = per_dispatch.clamp(1, host.len().max(1));
@@ -101,7 +114,7 @@ pub struct AccBlock {
 pub struct SwigluSide<'a> {
     /// The batch's tokens cut by group (see [`TokenSegments`]).
     pub segments: &'a TokenSegments,
-    /// [layers, width, 2] f32: scale, shift per neuron.
+    /// [maps, layers, width, 2] f32: scale, shift per neuron (each segment names its map).
     pub intervention: &'a wgpu::Buffer,
     /// The accumulators, in blocks of groups; None skips statistics.
     pub acc: Option<&'a [AccBlock]>,
@@ -129,7 +142,8 @@ pub fn swiglu(rec: &mut Recorder, gate: &wgpu::Buffer, up: &wgpu::Buffer, side: 
             collect: collect.is_some() as u32,
             seg_first: seg_first as u32,
             zero: 0,
-            _pad: [0; 3],
+            layers: side.layers as u32,
+            _pad: [0; 2],
         };
         let partials = collect.map(|c| c.1).unwrap_or(&gpu.scratch);
         rec.dispatch(
@@ -198,17 +212,20 @@ impl NeuronSums {
     }
 }
 
-/// CPU reference for one layer: returns h and adds statistics into `sums` ([groups, width] slices).
+/// CPU reference for one layer: returns h and adds statistics into `sums` ([groups, width]
+/// slices). Token t takes the map `scale_shift[token_map[t]]` ([width, 2] each).
 pub fn swiglu_ref(
     gate: &[f32],
     up: &[f32],
     token_group: &[u32],
-    scale_shift: &[f32],
+    token_map: &[u32],
+    maps: &[&[f32]],
     width: usize,
     sums: &mut NeuronSums,
 ) -> Vec<f32> {
     let mut h = vec![0f32; gate.len()];
     for (t, &g_id) in token_group.iter().enumerate() {
+        let scale_shift = maps[token_map[t] as usize];
         for j in 0..width {
             let i = t * width + j;
             let a = silu(gate[i]);
@@ -235,9 +252,17 @@ mod tests {
         groups.extend(std::iter::repeat_n(2, SEGMENT_TOKENS + 3));
         let n = SEGMENT_TOKENS as u32;
         assert_eq!(
-            cut_segments(&groups),
-            vec![[0, 2, 0], [2, 4, x], [4, 7, 1], [7, 8, 0], [8, 8 + n, 2], [8 + n, 11 + n, 2]]
+            cut_segments(&groups, None),
+            vec![[0, 2, 0, 0], [2, 4, x, 0], [4, 7, 1, 0], [7, 8, 0, 0], [8, 8 + n, 2, 0], [8 + n, 11 + n, 2, 0]]
         );
-        assert!(cut_segments(&[]).is_empty());
+        assert!(cut_segments(&[], None).is_empty());
+    }
+
+    #[test]
+    fn segments_also_cut_where_the_intervention_map_changes() {
+        let x = EXCLUDED;
+        let groups = [x, x, x, 0, 0, 0];
+        let maps = [0, 2, 2, 2, 2, 1];
+        assert_eq!(cut_segments(&groups, Some(&maps)), vec![[0, 1, x, 0], [1, 3, x, 2], [3, 5, 0, 2], [5, 6, 0, 1]]);
     }
 }

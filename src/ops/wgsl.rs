@@ -9,6 +9,7 @@ pub const MATMUL_SPLITK: &str = include_str!("../../shaders/matmul_splitk.wgsl")
 pub const MATMUL_LANE: &str = include_str!("../../shaders/matmul_lane.wgsl");
 pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 pub const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
+pub const RMSNORM_LANE: &str = include_str!("../../shaders/rmsnorm_lane.wgsl");
 pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
 pub const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
 pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");

@@ -13,11 +13,12 @@ use super::collect::progress_bar;
 use super::data::{DataOptions, Selected};
 use super::identify::{load_stats, NeuronSets};
 use super::model::{options_per_row, CultureModel};
-use super::outcome::{labelled_per_group, Metric, MetricFor, Outcome};
+use super::outcome::{labelled_per_group, metric_for_rows, Outcome};
 use crate::eval::mc::PositionRule;
-use crate::eval::score::{cache_image_features, Prepared};
+use crate::eval::score::{cache_image_features, score_under_maps, FusedCounts, Prepared};
 use crate::eval::McExample;
 use crate::gpu::Gpu;
+use crate::models::{InterventionMaps, NeuronEdit};
 use crate::neurons::stats_file::StatsFile;
 use crate::neurons::Method;
 use crate::report::{MethodSummary, ReportExtras, Summary};
@@ -58,6 +59,8 @@ pub struct AblateOptions {
     /// sets were identified from).
     pub stats: Option<PathBuf>,
     pub max_batch_tokens: usize,
+    /// Tokens one fused pass may hold: copies of a batch under several sets (0: no fusion).
+    pub max_fused_tokens: usize,
     pub out: PathBuf,
     pub progress: bool,
 }
@@ -150,7 +153,11 @@ pub struct Study<'a> {
     /// Pooled mean activation per neuron (mean mode).
     pub pooled_mean: Option<Vec<f64>>,
     pub max_batch_tokens: usize,
+    /// Tokens one fused ablation pass may hold (0: one plain pass per set).
+    pub max_fused_tokens: usize,
     pub progress: bool,
+    /// Passes and token-layers the fused scoring ran, and would have run unfused.
+    pub fused: std::sync::Mutex<FusedCounts>,
 }
 
 impl Study<'_> {
@@ -159,50 +166,87 @@ impl Study<'_> {
         check_sets(self.model, self.groups, sets, path)
     }
 
+    /// Each culture's set of `sets` as edits of the intervention map under `mode`.
+    fn edits(&self, sets: &NeuronSets, mode: Mode) -> anyhow::Result<Vec<Vec<NeuronEdit>>> {
+        let w = sets.width;
+        let mean = |n: usize| -> anyhow::Result<f32> {
+            Ok(self.pooled_mean.as_ref().context("mean ablation needs statistics")?[n] as f32)
+        };
+        sets.sets
+            .iter()
+            .map(|set| {
+                set.neurons
+                    .iter()
+                    .map(|&[li, i]| {
+                        let neuron = li * w + i;
+                        Ok(match mode {
+                            Mode::Zero => NeuronEdit { neuron, scale: 0.0, shift: 0.0 },
+                            Mode::Mean => NeuronEdit { neuron, scale: 0.0, shift: mean(neuron)? },
+                            Mode::Scale(s) => NeuronEdit { neuron, scale: s, shift: 0.0 },
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Every culture's set of every method of `all`, scored in fused passes
+    /// ([method][set][example][option]).
+    fn score_sets(&self, all: &[&NeuronSets], mode: Mode) -> anyhow::Result<Vec<Vec<Vec<Vec<f32>>>>> {
+        let mut edits = Vec::new();
+        for sets in all {
+            edits.extend(self.edits(sets, mode)?);
+        }
+        let decoder = self.model.vlm.decoder();
+        let (l, w) = (decoder.config.num_hidden_layers, decoder.config.intermediate_size);
+        let per_buffer = InterventionMaps::capacity(decoder.gpu(), l, w).max(1);
+        let names: Vec<&str> = all.iter().map(|s| s.method.as_str()).collect();
+        let bar = progress_bar(self.progress, (edits.len() * self.examples.len()) as u64, 0);
+        bar.set_message(format!("ablating {} sets ({})", edits.len(), names.join(", ")));
+        let mut flat = Vec::with_capacity(edits.len());
+        for (i, chunk) in edits.chunks(per_buffer).enumerate() {
+            let maps = InterventionMaps::new(decoder.gpu(), l, w, chunk)?;
+            let done = (i * per_buffer * self.examples.len()) as u64;
+            let (logits, counts) = score_under_maps(
+                &self.model.vlm,
+                &self.prepared,
+                &self.model.option_ids,
+                &maps,
+                self.max_batch_tokens,
+                self.max_fused_tokens,
+                |k, n| bar.set_position(done + (k * chunk.len() * self.examples.len() / n.max(1)) as u64),
+            )?;
+            self.fused.lock().expect("fused counts poisoned").add(&counts);
+            flat.extend(logits);
+        }
+        bar.finish_and_clear();
+        let mut flat = flat.into_iter();
+        Ok(all.iter().map(|s| flat.by_ref().take(s.sets.len()).collect()).collect())
+    }
+
     /// Runs every culture's set of one method.
     pub fn run_method(&self, sets: &NeuronSets, path: &Path, mode: Mode) -> anyhow::Result<MethodRun> {
         self.check(sets, path)?;
+        let logits = self.score_sets(&[sets], mode)?.remove(0);
+        Ok(self.summarize(sets, logits))
+    }
+
+    /// One method's summary from its sets' logits ([set][example][option]).
+    fn summarize(&self, sets: &NeuronSets, ablated_logits: Vec<Vec<Vec<f32>>>) -> MethodRun {
         let g_n = self.groups.len();
-        let metric = Metric::for_rows(self.examples, g_n);
+        let metric = metric_for_rows(self.examples, g_n);
         let unablated = Outcome::of(self.examples, &self.base_logits, &self.base_logits, g_n);
         let base_value = unablated.metric(metric).to_vec();
-        let (l, w) = (sets.layers, sets.width);
-        let intervention = &self.model.vlm.decoder().intervention;
+        let l = sets.layers;
         let (mut matrix, mut kept, mut prob_drop) = (Vec::new(), Vec::new(), Vec::new());
-        let mut ablated_logits = Vec::with_capacity(g_n);
         let mut flips = 0usize;
-        let bar = progress_bar(self.progress, (g_n * self.examples.len()) as u64, 0);
-        bar.set_message(format!("ablating {} sets", sets.method));
-        for set in &sets.sets {
-            let mut scale = vec![1f32; l * w];
-            let mut shift = vec![0f32; l * w];
-            for &[li, i] in &set.neurons {
-                let n = li * w + i;
-                match mode {
-                    Mode::Zero => scale[n] = 0.0,
-                    Mode::Mean => {
-                        scale[n] = 0.0;
-                        shift[n] = self.pooled_mean.as_ref().context("mean ablation needs statistics")?[n] as f32;
-                    }
-                    Mode::Scale(s) => scale[n] = s,
-                }
-            }
-            intervention.set(&scale, &shift)?;
-            let base = bar.position();
-            let scored =
-                self.model.score_prepared(&self.prepared, None, PositionRule::All, self.max_batch_tokens, |k, _| {
-                    bar.set_position(base + k as u64)
-                });
-            intervention.reset();
-            let logits = scored?.option_logits;
-            let o = Outcome::of(self.examples, &self.base_logits, &logits, g_n);
+        for logits in &ablated_logits {
+            let o = Outcome::of(self.examples, &self.base_logits, logits, g_n);
             flips += o.answers.iter().zip(&unablated.answers).filter(|(a, b)| a != b).count();
             matrix.push(o.metric(metric).to_vec());
             kept.push(o.kept);
             prob_drop.push(o.prob_drop);
-            ablated_logits.push(logits);
         }
-        bar.finish_and_clear();
         let self_delta: Vec<f64> = (0..g_n).map(|c| matrix[c][c] - base_value[c]).collect();
         let cross_delta: Vec<f64> = (0..g_n)
             .map(|c| {
@@ -229,13 +273,13 @@ impl Study<'_> {
             kept,
             prob_drop,
         };
-        Ok(MethodRun { summary: s, per_group, logits: ablated_logits })
+        MethodRun { summary: s, per_group, logits: ablated_logits }
     }
 
     /// The whole study: every method's sets.
     pub fn run(&self, sets: &[(PathBuf, NeuronSets)], mode: Mode) -> anyhow::Result<Ablation> {
         let g_n = self.groups.len();
-        let metric = Metric::for_rows(self.examples, g_n);
+        let metric = metric_for_rows(self.examples, g_n);
         let base = Outcome::of(self.examples, &self.base_logits, &self.base_logits, g_n);
         let mut summary = Summary {
             model: self.model.name.clone(),
@@ -260,7 +304,12 @@ impl Study<'_> {
             methods: BTreeMap::new(),
         };
         for (path, s) in sets {
-            let run = self.run_method(s, path, mode)?;
+            self.check(s, path)?;
+        }
+        let all: Vec<&NeuronSets> = sets.iter().map(|(_, s)| s).collect();
+        let scored = self.score_sets(&all, mode)?;
+        for ((_, s), method_logits) in sets.iter().zip(scored) {
+            let run = self.summarize(s, method_logits);
             summary.methods.insert(s.method.clone(), run.summary);
             extras.neurons_per_layer_per_group.insert(s.method.clone(), run.per_group);
             logits.methods.insert(s.method.clone(), run.logits);
@@ -354,7 +403,7 @@ pub fn ablate_loaded(
     };
     let mut prepared = model.prepare(examples)?;
     let longest = prepared.iter().map(|p| p.ids.len()).max().unwrap_or(0);
-    model.vlm.decoder().check_cache_capacity(longest.max(o.max_batch_tokens.min(longest * prepared.len())))?;
+    model.check_batch_capacity(longest, prepared.len(), o.max_batch_tokens)?;
     cache_image_features(&model.vlm, &mut prepared, IMAGE_FEATURE_CACHE_BYTES)?;
     let base_logits = match stats.as_ref().and_then(|s| baseline_from_stats(s, model, &sel.fingerprint, examples.len()))
     {
@@ -379,7 +428,21 @@ pub fn ablate_loaded(
         base_logits,
         pooled_mean: stats.as_ref().map(|s| s.acc.pooled_mean()),
         max_batch_tokens: o.max_batch_tokens,
+        max_fused_tokens: o.max_fused_tokens,
         progress: o.progress,
+        fused: Default::default(),
     };
-    study.run(sets, o.mode)
+    let started = std::time::Instant::now();
+    let ablation = study.run(sets, o.mode)?;
+    let f = study.fused.lock().expect("fused counts poisoned").clone();
+    if o.progress {
+        eprintln!(
+            "ablation: {} passes instead of {}, {:.1} % of the token-layers of one pass per set, {:.1} s",
+            f.passes,
+            f.unfused_passes,
+            100.0 * f.token_layers as f64 / f.unfused_token_layers.max(1) as f64,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ablation)
 }

@@ -144,7 +144,7 @@ pub fn collect_loaded(
             longest = longest.max(model.prepare(&examples[r..r + 1])?[0].ids.len());
         }
     }
-    model.vlm.decoder().check_cache_capacity(longest.max(o.max_batch_tokens.min(longest * o.chunk_examples)))?;
+    model.check_batch_capacity(longest, o.chunk_examples, o.max_batch_tokens)?;
     let bar = progress_bar(o.progress, total_rows as u64, done_rows as u64);
     let stats = NeuronStats::new(gpu, state.meta.groups.len(), state.meta.layers, state.meta.width)?;
     gpu.memory.start();
@@ -163,7 +163,6 @@ pub fn collect_loaded(
         state.acc.add_tokens(&tokens_run, &image_tokens)?;
         state.example_index.extend(rows.map(|r| r as u64));
         tokens += scored.total_tokens();
-        longest = longest.max(scored.longest_prompt);
         state.option_logits.extend(scored.option_logits);
         state.meta.chunks_done += 1;
         bar.set_message(format!("{:.0} tok/s", tokens as f64 / started.elapsed().as_secs_f64().max(1e-9)));

@@ -102,6 +102,14 @@ impl CultureModel {
         self.score_prepared(&self.prepare(examples)?, stats, rule, max_batch_tokens, progress)
     }
 
+    /// Checks, before any work, that the KV cache can hold the largest batch the packer will
+    /// build: the longest prompt alone, or up to `max_batch_tokens` of `rows` prompts of at most
+    /// `longest` tokens.
+    pub fn check_batch_capacity(&self, longest: usize, rows: usize, max_batch_tokens: usize) -> anyhow::Result<()> {
+        let batch = max_batch_tokens.min(longest.saturating_mul(rows));
+        self.vlm.decoder().check_cache_capacity(longest.max(batch))
+    }
+
     /// Prompt ids and pixels of every example, for scoring them more than once.
     pub fn prepare(&self, examples: &[(usize, McExample)]) -> anyhow::Result<Vec<Prepared>> {
         prepare_all(&self.vlm, &self.text, &self.prompt, examples)

@@ -7,20 +7,13 @@ use crate::eval::mc::pick;
 use crate::eval::McExample;
 pub use crate::report::Metric;
 
-/// The metric a study reports.
-pub trait MetricFor {
-    fn for_rows(examples: &[(usize, McExample)], groups: usize) -> Metric;
-}
-
-impl MetricFor for Metric {
-    /// Accuracy where every culture has at least one labelled row, else the kept rate.
-    fn for_rows(examples: &[(usize, McExample)], groups: usize) -> Metric {
-        let labelled = labelled_per_group(examples, groups);
-        if labelled.iter().all(|&n| n > 0) {
-            Metric::Accuracy
-        } else {
-            Metric::Kept
-        }
+/// The metric a study reports: accuracy where every culture has at least one labelled row,
+/// else the kept rate.
+pub fn metric_for_rows(examples: &[(usize, McExample)], groups: usize) -> Metric {
+    if labelled_per_group(examples, groups).iter().all(|&n| n > 0) {
+        Metric::Accuracy
+    } else {
+        Metric::Kept
     }
 }
 
@@ -129,7 +122,7 @@ mod tests {
         let want0 = ((0.711235 - 0.25) + (0.475367 - 0.174878)) / 2.0;
         assert!((o.prob_drop[0] - want0).abs() < 1e-6, "{}", o.prob_drop[0]);
         assert_eq!(o.prob_drop[1], 0.0);
-        assert_eq!(Metric::for_rows(&ex, 2), Metric::Kept);
-        assert_eq!(Metric::for_rows(&ex[..2], 1), Metric::Accuracy);
+        assert_eq!(metric_for_rows(&ex, 2), Metric::Kept);
+        assert_eq!(metric_for_rows(&ex[..2], 1), Metric::Accuracy);
     }
 }

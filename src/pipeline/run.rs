@@ -25,6 +25,7 @@ pub struct PipelineOptions {
     pub mode: Mode,
     pub chunk_examples: usize,
     pub max_batch_tokens: usize,
+    pub max_fused_tokens: usize,
     pub lape_top_rate: f64,
     pub progress: bool,
 }
@@ -77,6 +78,7 @@ pub fn pipeline(gpu: &Arc<Gpu>, o: &PipelineOptions) -> anyhow::Result<Summary> 
             mode: o.mode,
             stats: Some(stats),
             max_batch_tokens: o.max_batch_tokens,
+            max_fused_tokens: o.max_fused_tokens,
             out: o.out.clone(),
             progress: o.progress,
         },

@@ -158,7 +158,7 @@ pub(crate) fn label_notes(s: &Summary, x: &ReportExtras) -> Vec<String> {
     if x.labelled_per_group.is_empty() || labelled == total {
         return Vec::new();
     }
-    let hidden = total - labelled;
+    let hidden = total.saturating_sub(labelled);
     vec![match s.metric {
         crate::report::Metric::Kept => format!(
             "{hidden} of {total} rows have no label (hidden, as on leaderboard test splits), so the base values, \
@@ -362,9 +362,14 @@ pub(crate) fn methods_csv(s: &Summary) -> String {
     out
 }
 
-/// `matrix_<method>.csv`: ablated,evaluated,base_accuracy,accuracy,delta (fractions).
+/// `matrix_<method>.csv`: ablated,evaluated,base_<metric>,<metric>,delta (fractions), the metric
+/// being accuracy, or the share of kept answers when labels are hidden.
 pub(crate) fn matrix_csv(s: &Summary, m: &MethodSummary) -> String {
-    let mut out = String::from("ablated,evaluated,base_accuracy,accuracy,delta\n");
+    let metric = match s.metric {
+        crate::report::Metric::Accuracy => "accuracy",
+        crate::report::Metric::Kept => "kept",
+    };
+    let mut out = format!("ablated,evaluated,base_{metric},{metric},delta\n");
     for (a, an) in s.groups.iter().enumerate() {
         for (e, en) in s.groups.iter().enumerate() {
             let _ = writeln!(

@@ -54,6 +54,21 @@ pub fn fixture_dir(case: &str) -> PathBuf {
     d
 }
 
+/// The bundled mini-CVQA test split, grouped by country (as the PyTorch reference did), the
+/// first `limit` rows of each culture.
+pub fn mini_cvqa_test(limit: Option<usize>) -> culturelens::pipeline::data::DataOptions {
+    culturelens::pipeline::data::DataOptions {
+        data: root().join("assets/data/mini-cvqa/test.parquet").display().to_string(),
+        split: None,
+        group_by: culturelens::eval::grouping::GroupBy::Country,
+        lang: culturelens::eval::dataset::Lang::En,
+        min_per_group: 1,
+        groups: None,
+        limit,
+        inputs: Default::default(),
+    }
+}
+
 /// What a run of the binary came to.
 pub struct Outcome {
     pub code: Option<i32>,

@@ -64,6 +64,10 @@ pub enum DatasetError {
     ChooseSplit { path: PathBuf, found: String },
     #[error("{path}: unsupported input (expected a .parquet file, a directory of .parquet shards, or a .jsonl file)")]
     Unsupported { path: PathBuf },
+    #[error(
+        "{path}: --split {split} chooses among the splits of a data set folder; this is one file (leave --split out)"
+    )]
+    SplitOfFile { path: PathBuf, split: String },
     #[error("unknown group `{name}` (groups present: {available})")]
     UnknownGroup { name: String, available: String },
 }

@@ -78,13 +78,17 @@ pub fn load_split(path: &Path, split: Option<&str>, lang: Lang) -> Result<Vec<Mc
         }
         return Ok(out);
     }
+    if let Some(split) = split {
+        return Err(DatasetError::SplitOfFile { path: path.to_path_buf(), split: split.to_string() });
+    }
     match extension(path).as_deref() {
         Some("jsonl") | Some("ndjson") => jsonl::load(path),
         Some("parquet") | Some("pq") => parquet::load(path, lang),
         _ => {
             // Unknown extension: sniff the parquet magic number.
-            let head = fs::read(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
-            if head.starts_with(b"PAR1") {
+            let mut head = [0u8; 4];
+            let read = fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
+            if read.is_ok() && &head == b"PAR1" {
                 parquet::load(path, lang)
             } else {
                 Err(DatasetError::Unsupported { path: path.to_path_buf() })

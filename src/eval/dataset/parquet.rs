@@ -179,7 +179,8 @@ fn load_unguarded(path: &Path, lang: Lang) -> Result<Vec<McExample>, DatasetErro
         .get_row_iter(Some(projection))
         .map_err(|source| DatasetError::Parquet { path: path.to_path_buf(), source })?;
     let (qcol, ocol) = lang.columns();
-    let mut out = Vec::with_capacity(reader.metadata().file_metadata().num_rows().max(0) as usize);
+    // Not sized from the footer's row count: a lying footer must not size an allocation.
+    let mut out = Vec::new();
     for (i, row) in rows.enumerate() {
         let row = row.map_err(|source| DatasetError::ParquetRow { path: path.to_path_buf(), row: i, source })?;
         out.push(parquet_row(path, i, row, qcol, ocol)?);

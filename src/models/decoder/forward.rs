@@ -4,18 +4,19 @@
 //! attending to the cache rows the chunks before it wrote (chunked prefill). A batch that fits
 //! runs as one chunk, exactly as an unchunked pass would.
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use super::{Decoder, ForwardOptions, ForwardOutput, KvCache, LogitRows, Workspace};
 use crate::gpu::Recorder;
 use crate::models::batch::PackedBatch;
+use crate::models::NeuronStats;
 use crate::ops::attention::{attention, max_keys, AttentionShape};
 use crate::ops::embedding::embedding;
 use crate::ops::gather::gather_rows;
 use crate::ops::matmul::{matmul, MatmulOut};
 use crate::ops::rmsnorm::rmsnorm;
 use crate::ops::rope::{inv_freq, rope, rope_tables};
-use crate::ops::swiglu::{swiglu, SwigluSide, TokenSegments};
+use crate::ops::swiglu::{swiglu, SwigluSide, TokenSegments, EXCLUDED};
 
 /// Rows of the input embeddings that are not token embeddings (image features): rows
 /// [dst_row, dst_row + rows) of the batch take rows [src_row, src_row + rows) of `src`.
@@ -90,6 +91,29 @@ impl Decoder {
                 );
             }
         }
+        let (maps, map_count) = match opts.interventions {
+            Some(m) => {
+                if (m.layers, m.width) != (c.num_hidden_layers, c.intermediate_size) {
+                    bail!(
+                        "intervention maps are {}x{}, model has {}x{}",
+                        m.layers,
+                        m.width,
+                        c.num_hidden_layers,
+                        c.intermediate_size
+                    );
+                }
+                (&m.buffer, m.maps)
+            }
+            None => (&self.intervention.buffer, 1),
+        };
+        let named = batch.sequence_map.iter().chain(opts.branches.unwrap_or_default());
+        if let Some(&bad) = named.into_iter().find(|&&m| m as usize >= map_count) {
+            bail!("intervention map {bad} named, but {map_count} given");
+        }
+        if let Some(copies) = opts.branches {
+            return self.prefill_branches(rec, batch, splices, cache, opts, copies, &rows);
+        }
+        let token_maps = batch.token_maps();
         let ranges = batch.kv_ranges(cache.len, c.sliding_window);
         let longest = max_keys(&ranges);
         let h = c.hidden_size;
@@ -127,11 +151,14 @@ impl Decoder {
                 segments: TokenSegments::new(
                     gpu,
                     &batch.token_group[c0..c1],
+                    token_maps.as_ref().map(|m| &m[c0..c1]),
                     c.intermediate_size,
                     opts.stats.is_some(),
                 )?,
             };
-            self.layers_on_chunk(&mut rec, &work, &inputs, span, cache, opts, capture.as_ref().map(|c| &c.0));
+            let all_layers = 0..c.num_hidden_layers;
+            let side = LayerSide { maps, stats: opts.stats, capture: capture.as_ref().map(|c| &c.0) };
+            self.layers_on_chunk(&mut rec, &work, &inputs, span, all_layers, cache, &side);
             if let Some((_, fin)) = &capture {
                 rmsnorm(&mut rec, &work.hidden, &self.norm, &work.xn, span.tokens, h, c.rms_norm_eps);
                 rec.copy(&work.xn, 0, fin, c0 as u64 * row_bytes, span.tokens as u64 * row_bytes);
@@ -149,12 +176,115 @@ impl Decoder {
             out.final_hidden = gpu.read(fin, 0, t * h)?;
         }
         self.keep_workspace(work);
-        out.logits = self.lm_head_rows(&picked, rows.len())?;
+        out.logits = self.lm_head_rows(&picked, &[(0, rows.len())])?;
         Ok(out)
     }
 
-    /// Every decoder layer over one chunk of the batch, its keys and values going to the cache
-    /// rows from `span.cache_row`.
+    /// `prefill` with `opts.branches`: the batch's layers below the first layer any branch's
+    /// map touches run once; then the residual stream is copied once per branch and the rest
+    /// of the stack runs over all copies as one packed batch, copy k in cache rows [k·t, (k+1)·t)
+    /// under map `copies[k]`. Every token's arithmetic is what a plain pass under that map
+    /// does (rows are independent in every kernel), so the logits are the same bits.
+    #[allow(clippy::too_many_arguments)]
+    fn prefill_branches(
+        &self,
+        mut rec: Recorder,
+        batch: &PackedBatch,
+        splices: &[Splice<'_>],
+        cache: &mut KvCache,
+        opts: &ForwardOptions<'_>,
+        copies: &[u32],
+        rows: &[u32],
+    ) -> anyhow::Result<ForwardOutput> {
+        let c = &self.config;
+        let gpu = &self.gpu;
+        let (t, n) = (batch.len(), copies.len());
+        let total = t * n;
+        let maps = opts.interventions.context("branches name maps of ForwardOptions::interventions")?;
+        if n == 0 || opts.stats.is_some() || opts.capture_hidden || !batch.sequence_map.is_empty() || cache.len != 0 {
+            bail!("branches take a fresh cache, no statistics, no captured states and no per-sequence maps");
+        }
+        if total > self.max_pass_tokens() || total > cache.capacity {
+            bail!(
+                "{n} branches of {t} tokens do not fit one pass (at most {} tokens; the cache holds {})",
+                self.max_pass_tokens(),
+                cache.capacity
+            );
+        }
+        let layers = c.num_hidden_layers;
+        let split = copies.iter().map(|&m| maps.first_touched(m as usize)).min().unwrap_or(layers).min(layers);
+        let h = c.hidden_size;
+        let row_bytes = (h * 4) as u64;
+        let ranges = batch.kv_ranges(0, c.sliding_window);
+        let longest = max_keys(&ranges);
+        let freqs = inv_freq(c.head_dim, c.rope_theta);
+        let sections = self.rope_sections(batch.pos_stride)?;
+        let tables = rope_tables(&batch.positions, batch.pos_stride, &freqs, &sections);
+        let work = self.take_workspace(total)?;
+        let ids = gpu.storage_from("ids", &batch.tokens)?;
+        embedding(&mut rec, &ids, &self.embed_tokens, &work.hidden, t);
+        for s in splices {
+            rec.copy(
+                s.src,
+                s.src_row as u64 * row_bytes,
+                &work.hidden,
+                s.dst_row as u64 * row_bytes,
+                s.rows as u64 * row_bytes,
+            );
+        }
+        let no_stats = vec![EXCLUDED; total];
+        let side = LayerSide { maps: &maps.buffer, stats: None, capture: None };
+        if split > 0 {
+            // Below `split` every map is the identity: copy 0's map stands for all.
+            let prefix = ChunkInputs {
+                cos: gpu.storage_from("rope cos", &tables.cos)?,
+                sin: gpu.storage_from("rope sin", &tables.sin)?,
+                ranges: gpu.storage_from("kv ranges", &ranges)?,
+                segments: TokenSegments::new(
+                    gpu,
+                    &no_stats[..t],
+                    Some(&vec![copies[0]; t]),
+                    c.intermediate_size,
+                    false,
+                )?,
+            };
+            let span = Span { first: 0, tokens: t, total: t, cache_row: 0, max_keys: longest };
+            self.layers_on_chunk(&mut rec, &work, &prefix, span, 0..split, cache, &side);
+        }
+        // A buffer cannot be copied into itself: the branch point goes through `xn`, which the
+        // next layer's norm overwrites anyway.
+        rec.copy(&work.hidden, 0, &work.xn, 0, t as u64 * row_bytes);
+        for k in 1..n {
+            rec.copy(&work.xn, 0, &work.hidden, (k * t) as u64 * row_bytes, t as u64 * row_bytes);
+        }
+        let shifted: Vec<u32> = (0..n).flat_map(|k| ranges.iter().map(move |&r| r + (k * t) as u32)).collect();
+        let token_maps: Vec<u32> = copies.iter().flat_map(|&m| std::iter::repeat_n(m, t)).collect();
+        let branched = ChunkInputs {
+            cos: gpu.storage_from("rope cos", &tables.cos.repeat(n))?,
+            sin: gpu.storage_from("rope sin", &tables.sin.repeat(n))?,
+            ranges: gpu.storage_from("kv ranges", &shifted)?,
+            segments: TokenSegments::new(gpu, &no_stats, Some(&token_maps), c.intermediate_size, false)?,
+        };
+        let span = Span { first: 0, tokens: total, total, cache_row: 0, max_keys: longest };
+        self.layers_on_chunk(&mut rec, &work, &branched, span, split..layers, cache, &side);
+        let picked = gpu.storage_buffer("logit rows hidden", ((rows.len() * n).max(1) as u64) * row_bytes)?;
+        for k in 0..n {
+            for (j, &r) in rows.iter().enumerate() {
+                let (from, to) = ((k * t + r as usize) as u64, (k * rows.len() + j) as u64);
+                rec.copy(&work.hidden, from * row_bytes, &picked, to * row_bytes, row_bytes);
+            }
+        }
+        rec.finish()?;
+        cache.len = total;
+        self.keep_workspace(work);
+        // Copy by copy, so each lm_head product has the rows a plain pass gives it (the matmul
+        // kernel is chosen by row count).
+        let groups: Vec<(usize, usize)> = (0..n).map(|k| (k * rows.len(), rows.len())).collect();
+        Ok(ForwardOutput { logits: self.lm_head_rows(&picked, &groups)?, ..Default::default() })
+    }
+
+    /// Decoder layers `layers` over one chunk of the batch, their keys and values going to the
+    /// cache rows from `span.cache_row`.
     #[allow(clippy::too_many_arguments)]
     fn layers_on_chunk(
         &self,
@@ -162,9 +292,9 @@ impl Decoder {
         work: &Workspace,
         inputs: &ChunkInputs,
         span: Span,
+        layers: std::ops::Range<usize>,
         cache: &KvCache,
-        opts: &ForwardOptions<'_>,
-        capture: Option<&wgpu::Buffer>,
+        side: &LayerSide<'_>,
     ) {
         let c = &self.config;
         let (h, i, t) = (c.hidden_size, c.intermediate_size, span.tokens);
@@ -180,7 +310,7 @@ impl Decoder {
         let to_cache = MatmulOut { row_offset: span.cache_row, accumulate: false };
         let residual = MatmulOut { row_offset: 0, accumulate: true };
         let row_bytes = (h * 4) as u64;
-        for (l, layer) in self.layers.iter().enumerate() {
+        for (l, layer) in self.layers.iter().enumerate().take(layers.end).skip(layers.start) {
             let a = &layer.self_attn;
             rmsnorm(rec, hidden, &layer.input_layernorm, xn, t, h, c.rms_norm_eps);
             a.q_proj.forward(rec, xn, q, t, MatmulOut::default());
@@ -194,44 +324,48 @@ impl Decoder {
             rmsnorm(rec, hidden, &layer.post_attention_layernorm, xn, t, h, c.rms_norm_eps);
             m.gate_proj.forward(rec, xn, gate, t, MatmulOut::default());
             m.up_proj.forward(rec, xn, up, t, MatmulOut::default());
-            let side = SwigluSide {
+            let swiglu_side = SwigluSide {
                 segments: &inputs.segments,
-                intervention: &self.intervention.buffer,
-                acc: opts.stats.map(|s| s.blocks()),
+                intervention: side.maps,
+                acc: side.stats.map(|s| s.blocks()),
                 layer: l,
                 layers: c.num_hidden_layers,
             };
-            swiglu(rec, gate, up, &side, i);
+            swiglu(rec, gate, up, &swiglu_side, i);
             m.down_proj.forward(rec, gate, hidden, t, residual);
-            if let Some(cap) = capture {
+            if let Some(cap) = side.capture {
                 let at = (l * span.total + span.first) as u64 * row_bytes;
                 rec.copy(hidden, 0, cap, at, t as u64 * row_bytes);
             }
         }
     }
 
-    /// final norm + lm_head on the first `n` rows of `picked`, in blocks that fit one binding of
-    /// [rows, vocab] f32.
-    fn lm_head_rows(&self, picked: &wgpu::Buffer, n: usize) -> anyhow::Result<Vec<f32>> {
+    /// final norm + lm_head on `picked`'s rows [first, first + n) for each (first, n) of
+    /// `groups`, each group in blocks that fit one binding of [rows, vocab] f32; the logits of
+    /// all groups in order.
+    fn lm_head_rows(&self, picked: &wgpu::Buffer, groups: &[(usize, usize)]) -> anyhow::Result<Vec<f32>> {
         let c = &self.config;
         let gpu = &self.gpu;
         let (h, v) = (c.hidden_size, c.vocab_size);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        let block = ((gpu.limits.max_storage_buffer_binding_size as usize / (v * 4)).max(1)).min(n.max(1));
-        let mut logits = Vec::with_capacity(n * v);
-        for b0 in (0..n).step_by(block) {
-            let rows = block.min(n - b0);
-            let idx: Vec<u32> = (b0 as u32..(b0 + rows) as u32).collect();
-            let idx = gpu.storage_from("logit rows", &idx)?;
-            let gathered = gpu.storage_buffer("picked", (rows * h * 4) as u64)?;
-            let normed = gpu.storage_buffer("picked normed", (rows * h * 4) as u64)?;
-            let out = gpu.storage_buffer("logits", (rows * v * 4) as u64)?;
-            let mut rec = Recorder::new(gpu);
-            gather_rows(&mut rec, picked, &idx, &gathered, rows, h);
-            rmsnorm(&mut rec, &gathered, &self.norm, &normed, rows, h, c.rms_norm_eps);
-            matmul(&mut rec, &normed, head, None, &out, rows, MatmulOut::default());
-            rec.finish()?;
-            logits.extend(gpu.read::<f32>(&out, 0, rows * v)?);
+        let most = (gpu.limits.max_storage_buffer_binding_size as usize / (v * 4)).max(1);
+        let mut logits = Vec::with_capacity(groups.iter().map(|g| g.1).sum::<usize>() * v);
+        for &(first, n) in groups {
+            let block = most.min(n.max(1));
+            for b0 in (0..n).step_by(block) {
+                let rows = block.min(n - b0);
+                let idx: Vec<u32> = ((first + b0) as u32..(first + b0 + rows) as u32).collect();
+                let idx = gpu.storage_from("logit rows", &idx)?;
+                let gathered = gpu.storage_buffer("picked", (rows * h * 4) as u64)?;
+                let normed = gpu.storage_buffer("picked normed", (rows * h * 4) as u64)?;
+                let out = gpu.storage_buffer("logits", (rows * v * 4) as u64)?;
+                let mut rec = Recorder::new(gpu);
+                gather_rows(&mut rec, picked, &idx, &gathered, rows, h);
+                rmsnorm(&mut rec, &gathered, &self.norm, &normed, rows, h, c.rms_norm_eps);
+                matmul(&mut rec, &normed, head, None, &out, rows, MatmulOut::default());
+                rec.finish()?;
+                logits.extend(gpu.read::<f32>(&out, 0, rows * v)?);
+            }
         }
         Ok(logits)
     }
@@ -247,6 +381,14 @@ struct Span {
     cache_row: usize,
     /// The longest key range of the batch.
     max_keys: usize,
+}
+
+/// What every layer of a pass reads besides the chunk: the intervention maps, the statistics
+/// accumulators, and where to copy the residual stream after each layer.
+struct LayerSide<'a> {
+    maps: &'a wgpu::Buffer,
+    stats: Option<&'a NeuronStats>,
+    capture: Option<&'a wgpu::Buffer>,
 }
 
 /// A chunk's rope tables, attention ranges and statistics segments.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context};
 
 use super::config::TextConfig;
-use super::stats::{Intervention, NeuronStats};
+use super::stats::{Intervention, InterventionMaps, NeuronStats};
 use crate::gpu::{Gpu, Recorder, WeightTensor};
 use crate::ops::matmul::{matmul, MatmulOut};
 use crate::weights::WeightStore;
@@ -123,6 +123,13 @@ pub struct ForwardOptions<'a> {
     /// Read back the residual stream after every layer and after the final norm.
     pub capture_hidden: bool,
     pub stats: Option<&'a NeuronStats>,
+    /// The maps the batch's sequences (`PackedBatch::sequence_map`) or `branches` name; None:
+    /// the decoder's own single map (`Decoder::intervention`).
+    pub interventions: Option<&'a InterventionMaps>,
+    /// Runs the whole batch once per listed map, in one pass: the layers below the first one
+    /// any of these maps touches run once, and the residual stream then branches into one copy
+    /// of the batch per map. Logits come back copy by copy ([copies][rows][vocab]).
+    pub branches: Option<&'a [u32]>,
 }
 
 #[derive(Debug, Default)]
@@ -277,6 +284,15 @@ impl Decoder {
             v.push(self.gpu.storage_buffer(&format!("v cache {l}"), bytes)?);
         }
         Ok(KvCache { k, v, capacity, len: 0 })
+    }
+
+    /// Most tokens one unchunked pass takes: its activations and its KV cache rows each fit a
+    /// binding.
+    pub fn max_pass_tokens(&self) -> usize {
+        let c = &self.config;
+        let row = (c.num_key_value_heads * c.head_dim * 4) as u64;
+        let cache_rows = (self.gpu.limits.max_storage_buffer_binding_size / row.max(1)) as usize;
+        self.max_chunk_tokens().min(cache_rows)
     }
 
     /// Whether a KV cache of `capacity` rows fits one binding per layer (callers check before a

@@ -195,7 +195,7 @@ impl VisionTransformer {
             gpu.storage_buffer("vision attn", f(d))?,
         );
         // The MLP's [patches, intermediate] activations run in row blocks that fit one binding.
-        let mlp_rows = ((gpu.max_binding_bytes / (c.intermediate_size as u64 * 4)) as usize).clamp(1, n);
+        let mlp_rows = ((gpu.max_binding_bytes / (c.intermediate_size as u64 * 4)) as usize).clamp(1, n.max(1));
         let gate = gpu.storage_buffer("vision gate", (mlp_rows * c.intermediate_size * 4) as u64)?;
         let up = gpu.storage_buffer("vision up", (mlp_rows * c.intermediate_size * 4) as u64)?;
         let x_block =
@@ -211,10 +211,10 @@ impl VisionTransformer {
         let sin = gpu.storage_from("vision sin", &tables.sin)?;
         let window_ranges = gpu.storage_from("window ranges", &layout.window_ranges)?;
         let full_ranges = gpu.storage_from("full ranges", &layout.full_ranges)?;
-        let no_groups = TokenSegments::new(gpu, &vec![EXCLUDED; mlp_rows], c.intermediate_size, false)?;
+        let no_groups = TokenSegments::new(gpu, &vec![EXCLUDED; mlp_rows], None, c.intermediate_size, false)?;
         let tail = n % mlp_rows;
         let tail_groups = if tail > 0 {
-            Some(TokenSegments::new(gpu, &vec![EXCLUDED; tail], c.intermediate_size, false)?)
+            Some(TokenSegments::new(gpu, &vec![EXCLUDED; tail], None, c.intermediate_size, false)?)
         } else {
             None
         };
