@@ -38,8 +38,11 @@ seconds() {
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
 }
 
-echo "culturelens: $bin pipeline --out $work/culturelens" >&2
-cl=$(seconds "$work/culturelens.log" "$bin" pipeline --out "$work/culturelens")
+# The peer's work: the four methods' ablation matrices; the random control, layer bands and
+# resampling that culturelens adds by default are left out of the comparison.
+peer_work=(--methods cas,lape,lap,mad --bands 0 --bootstrap 0)
+echo "culturelens: $bin pipeline ${peer_work[*]} --out $work/culturelens" >&2
+cl=$(seconds "$work/culturelens.log" "$bin" pipeline "${peer_work[@]}" --out "$work/culturelens")
 printf 'culturelens pipeline (bundled demo):        %6.1f s\n' "$cl"
 
 if ! have_peer "$python"; then

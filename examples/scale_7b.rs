@@ -235,6 +235,7 @@ fn main() -> anyhow::Result<()> {
             groups: None,
             limit: None,
             inputs: Default::default(),
+            rows: None,
         },
         rule: PositionRule::All,
         out: tmp.path().join("stats"),
@@ -242,6 +243,7 @@ fn main() -> anyhow::Result<()> {
         min_checkpoint_seconds: 0.0,
         max_batch_tokens: 4096,
         shard: (0, 1),
+        weighting: Default::default(),
         progress: true,
     };
     let started = Instant::now();

@@ -8,16 +8,21 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use culturelens::bench::{self, BenchOptions};
-use culturelens::eval::score::DEFAULT_FUSED_TOKENS;
 use culturelens::gpu::{by_kernel, AdapterSelector, Gpu, PrecisionRequest};
 use culturelens::pipeline::ablate::{ablate, AblateOptions, Ablation};
-use culturelens::pipeline::cli::{bundled, DataArgs, KArgs, ModeArgs, RuleArg, BUNDLED_VL_MODEL};
+use culturelens::pipeline::cli::{
+    bundled, parse_layer_band, BandArgs, DataArgs, KArgs, ModeArgs, PassArgs, RandomArgs, RuleArg, SignificanceArgs,
+    WeightArg, BUNDLED_VL_MODEL,
+};
 use culturelens::pipeline::collect::{collect, merge, CollectOptions, MIN_CHECKPOINT_SECONDS};
+use culturelens::pipeline::data::SplitPart;
 use culturelens::pipeline::identify::{identify, parse_method, IdentifyOptions};
+use culturelens::pipeline::inspect::{inspect, InspectOptions};
 use culturelens::pipeline::run::{pipeline, PipelineOptions};
 use culturelens::pipeline::shard::shard_arg;
+use culturelens::pipeline::steer::{check_scales, culture_edits, steer, SteerOptions, DEFAULT_SCALES};
 use culturelens::plant::{plant, PlantOptions};
-use culturelens::report::write_report;
+use culturelens::report::{load_steer_results, write_report};
 use culturelens::runner::{self, RunRequest};
 use culturelens::weights::resolve_model_dir;
 
@@ -78,6 +83,51 @@ enum Command {
         /// Write input_ids [T] i64 and logits [T, vocab] f32 of every prompt position (safetensors).
         #[arg(long)]
         dump: Option<PathBuf>,
+        /// Intervene on a culture's neurons while generating: the directory `identify` wrote.
+        #[arg(long, requires = "culture")]
+        neurons: Option<PathBuf>,
+        /// The culture whose set is applied (with --neurons).
+        #[arg(long, requires = "neurons")]
+        culture: Option<String>,
+        /// The method whose set is applied.
+        #[arg(long, default_value = "cas")]
+        method: String,
+        #[command(flatten)]
+        mode: ModeArgs,
+        /// Statistics for --mode mean (default: those the sets came from).
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        /// Also answer without the intervention and print both.
+        #[arg(long, requires = "neurons")]
+        compare: bool,
+    },
+    /// Dose-response: accuracy per culture as one culture's neurons are scaled over a sweep.
+    Steer {
+        /// Vision-language model (Qwen2.5-VL, or LLaVA-NeXT with a Mistral or Qwen2 LM): a
+        /// directory, or a hub id in the local HF cache.
+        #[arg(long, default_value = BUNDLED_VL_MODEL)]
+        model: String,
+        #[command(flatten)]
+        data: DataArgs,
+        /// The directory identify wrote.
+        #[arg(long, default_value = "culturelens-out/neurons")]
+        neurons: PathBuf,
+        /// The culture whose set is scaled.
+        #[arg(long)]
+        culture: String,
+        #[arg(long, default_value = "cas")]
+        method: String,
+        /// The sweep: a' = s·a for each s (0 ablates, 1 is the model, > 1 steers).
+        #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_SCALES.to_vec(), allow_negative_numbers = true)]
+        scales: Vec<f32>,
+        /// Statistics for the baseline answers (default: those the sets came from).
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        #[command(flatten)]
+        passes: PassArgs,
+        /// Directory for steer_<method>_<culture>.json, its CSV and figures/steer_<method>_<culture>.{png,svg}.
+        #[arg(long, default_value = "culturelens-out")]
+        out: PathBuf,
     },
     /// Per-culture statistics of every LM neuron over a multiple-choice VQA data set.
     Collect {
@@ -111,6 +161,10 @@ enum Command {
         /// N for `--shard auto` where the scheduler does not give it (Kubernetes: the completions).
         #[arg(long)]
         shard_count: Option<usize>,
+        /// What weighs the same in μ and p: every counted position (token) or every question
+        /// (example; long prompts and large images otherwise dominate).
+        #[arg(long, value_enum, default_value = "token")]
+        weight: WeightArg,
     },
     /// Combine the shards of one collect run into exactly the single-run statistics.
     Merge {
@@ -125,7 +179,7 @@ enum Command {
         /// stats.safetensors, or the directory collect wrote.
         #[arg(long, default_value = "culturelens-out/stats")]
         stats: PathBuf,
-        /// cas, lape, lap, mad, a comma-separated list, or all.
+        /// cas, lape, lap, mad, random (the control), a comma-separated list, or all.
         #[arg(long, default_value = "all")]
         method: String,
         #[command(flatten)]
@@ -133,6 +187,8 @@ enum Command {
         /// LAPE keeps this share of all neurons before assigning them to cultures.
         #[arg(long, default_value_t = 0.01)]
         lape_top_rate: f64,
+        #[command(flatten)]
+        random: RandomArgs,
         #[arg(long, default_value = "culturelens-out/neurons")]
         out: PathBuf,
     },
@@ -147,20 +203,24 @@ enum Command {
         /// The directory identify wrote.
         #[arg(long, default_value = "culturelens-out/neurons")]
         neurons: PathBuf,
-        /// cas, lape, lap, mad or a comma-separated list (default: every method identify wrote).
+        /// cas, lape, lap, mad, random or a comma-separated list (default: every method identify
+        /// wrote).
         #[arg(long)]
         method: Option<String>,
         #[command(flatten)]
         mode: ModeArgs,
+        /// Cut every set to a band of layers: A..B (A to B-1) or A..=B, 0-based.
+        #[arg(long)]
+        layers: Option<String>,
+        #[command(flatten)]
+        bands: BandArgs,
+        #[command(flatten)]
+        significance: SignificanceArgs,
         /// Statistics for --mode mean and the baseline (default: those the sets came from).
         #[arg(long)]
         stats: Option<PathBuf>,
-        #[arg(long, default_value_t = 4096)]
-        batch_tokens: usize,
-        /// Tokens one fused pass may hold: each batch runs under several neuron sets at once,
-        /// the layers below the first one they touch shared (0: one pass per set).
-        #[arg(long, default_value_t = DEFAULT_FUSED_TOKENS)]
-        fused_tokens: usize,
+        #[command(flatten)]
+        passes: PassArgs,
         /// Directory for ablation.json.
         #[arg(long, default_value = "culturelens-out")]
         out: PathBuf,
@@ -184,11 +244,17 @@ enum Command {
         /// Output folder: stats/, neurons/, ablation.json and the report (summary.json, report.html, …).
         #[arg(long, default_value = "culturelens-out")]
         out: PathBuf,
-        /// cas, lape, lap, mad, a comma-separated list, or all.
+        /// cas, lape, lap, mad, random (the control), a comma-separated list, or all.
         #[arg(long, default_value = "all")]
         methods: String,
         #[command(flatten)]
         k: KArgs,
+        #[command(flatten)]
+        random: RandomArgs,
+        #[command(flatten)]
+        bands: BandArgs,
+        #[command(flatten)]
+        significance: SignificanceArgs,
         /// Prompt positions that count: all, text, image or last.
         #[arg(long, value_enum, default_value = "all")]
         positions: RuleArg,
@@ -197,12 +263,41 @@ enum Command {
         /// Rows per statistics checkpoint.
         #[arg(long, default_value_t = 64)]
         checkpoint_every: usize,
-        /// Token budget of one packed batch.
+        #[command(flatten)]
+        passes: PassArgs,
+        /// What weighs the same in μ and p: every counted position (token) or every question (example).
+        #[arg(long, value_enum, default_value = "token")]
+        weight: WeightArg,
+        /// With --eval-split: also identify on the evaluation part and evaluate on the other,
+        /// and pool both folds (fold-1/ and fold-2/ keep each).
+        #[arg(long, requires = "eval_split")]
+        cross_fit: bool,
+    },
+    /// What the selected neurons are: μ and p per culture, top activating examples (with
+    /// thumbnails in inspect.html), overlaps between methods and between cultures.
+    Inspect {
+        /// Vision-language model: a directory, or a hub id in the local HF cache.
+        #[arg(long, default_value = BUNDLED_VL_MODEL)]
+        model: String,
+        #[command(flatten)]
+        data: DataArgs,
+        /// The directory identify wrote.
+        #[arg(long, default_value = "culturelens-out/neurons")]
+        neurons: PathBuf,
+        /// Methods to inspect, comma-separated (default: every method identify wrote).
+        #[arg(long)]
+        method: Option<String>,
+        /// Statistics for μ and p (default: those the sets came from).
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        /// Top activating examples per neuron.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
         #[arg(long, default_value_t = 4096)]
         batch_tokens: usize,
-        /// Tokens one fused ablation pass may hold (0: one pass per neuron set).
-        #[arg(long, default_value_t = DEFAULT_FUSED_TOKENS)]
-        fused_tokens: usize,
+        /// Directory for inspect.json, inspect.html, inspect_neurons.csv and overlap.csv.
+        #[arg(long, default_value = "culturelens-out/inspect")]
+        out: PathBuf,
     },
     /// Plant known culture neurons into a Qwen2.5-VL or LLaVA-NeXT checkpoint and write a quiz
     /// that needs them.
@@ -242,14 +337,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { model, prompt, image, raw, max_new_tokens, dump } => {
+        Command::Run {
+            model,
+            prompt,
+            image,
+            raw,
+            max_new_tokens,
+            dump,
+            neurons,
+            culture,
+            method,
+            mode,
+            stats,
+            compare,
+        } => {
+            let model_dir = resolve_model_dir(&bundled_or(&model))?;
+            let mode = mode.mode()?;
+            // What the intervened answer is labelled with next to the unmodified one.
+            let (edits, intervened) = match (&neurons, &culture) {
+                (Some(dir), Some(c)) => {
+                    let m = one_method(&method)?;
+                    let edits = culture_edits(&model_dir, dir, m, c, mode, stats.as_deref())?;
+                    (edits, Some(format!("{c} {} {}", m.name(), mode.name())))
+                }
+                _ => (Vec::new(), None),
+            };
             let req = RunRequest {
-                model_dir: resolve_model_dir(&bundled_or(&model))?,
+                model_dir,
                 prompt,
                 image,
                 raw,
                 max_new_tokens,
                 keep_prompt_logits: dump.is_some(),
+                edits,
+                compare,
             };
             let mut adapter = String::new();
             let out = runner::run(
@@ -260,7 +381,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 &req,
             )?;
-            println!("{}", out.answer);
+            match (&out.unmodified, &intervened) {
+                (Some((_, plain)), Some(what)) => {
+                    println!("unmodified: {plain}");
+                    println!("{what}: {}", out.answer);
+                }
+                _ => println!("{}", out.answer),
+            }
             let g = &out.generation;
             let steps = g.new_tokens.len().saturating_sub(1).max(1);
             eprintln!(
@@ -288,18 +415,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             batch_tokens,
             shard,
             shard_count,
+            weight,
         } => {
             let shard = shard.as_deref().map(|s| shard_arg(s, shard_count)).transpose()?.unwrap_or((0, 1));
             let gpu = open_gpu(&selector, precision)?;
             let o = CollectOptions {
                 model: bundled(&model, BUNDLED_VL_MODEL),
-                data: data.options()?,
+                data: data.options(SplitPart::Identify)?,
                 rule: positions.rule(),
                 out,
                 chunk_examples: checkpoint_every,
                 min_checkpoint_seconds,
                 max_batch_tokens: batch_tokens,
                 shard,
+                weighting: weight.weighting(),
                 progress: true,
             };
             let path = collect(&gpu, &o)?;
@@ -310,24 +439,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", merge(&shards, &out)?.display());
             Ok(())
         }
-        Command::Identify { stats, method, k, lape_top_rate, out } => {
-            let o = IdentifyOptions { stats, methods: parse_method(&method)?, k: k.choice(), lape_top_rate, out };
+        Command::Identify { stats, method, k, lape_top_rate, random, out } => {
+            let o = IdentifyOptions {
+                stats,
+                methods: parse_method(&method)?,
+                k: k.choice(),
+                lape_top_rate,
+                random: random.control()?,
+                out,
+            };
             for p in identify(&o)? {
                 println!("{}", p.display());
             }
             Ok(())
         }
-        Command::Ablate { model, data, neurons, method, mode, stats, batch_tokens, fused_tokens, out } => {
+        Command::Ablate { model, data, neurons, method, mode, layers, bands, significance, stats, passes, out } => {
             let gpu = open_gpu(&selector, precision)?;
             let o = AblateOptions {
                 model: bundled(&model, BUNDLED_VL_MODEL),
-                data: data.options()?,
+                data: data.options(SplitPart::Evaluate)?,
                 neurons,
                 methods: method.as_deref().map(parse_method).transpose()?,
                 mode: mode.mode()?,
                 stats,
-                max_batch_tokens: batch_tokens,
-                max_fused_tokens: fused_tokens,
+                max_batch_tokens: passes.batch_tokens,
+                max_fused_tokens: passes.fused_tokens,
+                layer_band: layers
+                    .as_deref()
+                    .map(|l| parse_layer_band(l).map_err(|e| anyhow::anyhow!("--layers {e}")))
+                    .transpose()?,
+                bands: bands.bands,
+                band_methods: bands.methods()?,
+                significance: significance.options()?,
                 out: out.clone(),
                 progress: true,
             };
@@ -335,9 +478,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", Ablation::path(&out).display());
             Ok(())
         }
+        Command::Steer { model, data, neurons, culture, method, scales, stats, passes, out } => {
+            check_scales(&scales)?;
+            let method = one_method(&method)?;
+            let gpu = open_gpu(&selector, precision)?;
+            let o = SteerOptions {
+                model: bundled(&model, BUNDLED_VL_MODEL),
+                data: data.options(SplitPart::Evaluate)?,
+                neurons,
+                method,
+                culture,
+                scales,
+                stats,
+                max_batch_tokens: passes.batch_tokens,
+                max_fused_tokens: passes.fused_tokens,
+                out,
+                progress: true,
+            };
+            let r = steer(&gpu, &o)?;
+            print_steer(&r);
+            println!("{}", o.json_path().display());
+            Ok(())
+        }
+        Command::Inspect { model, data, neurons, method, stats, top, batch_tokens, out } => {
+            let methods = method.as_deref().map(parse_method).transpose()?;
+            let gpu = open_gpu(&selector, precision)?;
+            let o = InspectOptions {
+                model: bundled(&model, BUNDLED_VL_MODEL),
+                data: data.options(SplitPart::Identify)?,
+                neurons,
+                methods,
+                stats,
+                top,
+                max_batch_tokens: batch_tokens,
+                out: out.clone(),
+                progress: true,
+            };
+            let r = inspect(&gpu, &o)?;
+            for (m, sets) in &r.methods {
+                let n: usize = sets.iter().map(|s| s.neurons.len()).sum();
+                println!("{m}: {n} neurons in {} sets", sets.len());
+            }
+            println!("{}", out.join("inspect.html").display());
+            Ok(())
+        }
         Command::Report { input, out } => {
             let a = Ablation::load(&input)?;
-            write_report(&out, &a.summary, &a.extras)?;
+            let dir =
+                if input.is_dir() { input.clone() } else { input.parent().map(PathBuf::from).unwrap_or_default() };
+            write_report(&out, &a.summary, &a.extras, &load_steer_results(&dir)?)?;
             println!("{}", out.join("report.html").display());
             Ok(())
         }
@@ -347,25 +536,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             methods: m,
             k,
+            random,
+            bands,
+            significance,
             positions,
             mode,
             checkpoint_every,
-            batch_tokens,
-            fused_tokens,
+            passes,
+            weight,
+            cross_fit,
         } => {
             let gpu = open_gpu(&selector, precision)?;
             let o = PipelineOptions {
                 model: bundled(&model, BUNDLED_VL_MODEL),
-                data: data.options()?,
+                data: data.options(SplitPart::Evaluate)?,
                 out: out.clone(),
                 methods: parse_method(&m)?,
                 k: k.choice(),
                 rule: positions.rule(),
                 mode: mode.mode()?,
                 chunk_examples: checkpoint_every,
-                max_batch_tokens: batch_tokens,
-                max_fused_tokens: fused_tokens,
+                max_batch_tokens: passes.batch_tokens,
+                max_fused_tokens: passes.fused_tokens,
                 lape_top_rate: 0.01,
+                random: random.control()?,
+                bands: bands.bands,
+                band_methods: bands.methods()?,
+                significance: significance.options()?,
+                cross_fit,
+                weighting: weight.weighting(),
                 progress: true,
             };
             let s = pipeline(&gpu, &o)?;
@@ -399,14 +598,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// One line per method: mean self and cross Δ in points, gap, flip rate.
+/// One line per method: mean self and cross Δ in points, gap with its 95 % interval, the
+/// p-value against the random control, flip rate.
 fn print_summary(s: &culturelens::report::Summary) {
-    println!("{:<9} {:>4} {:>7} {:>8} {:>8} {:>8} {:>6}", "method", "k", "sets", "self Δ", "cross Δ", "gap", "flips");
+    println!(
+        "{:<9} {:>4} {:>7} {:>8} {:>8} {:>8} {:>17} {:>8} {:>6}",
+        "method", "k", "sets", "self Δ", "cross Δ", "gap", "gap 95% CI", "p", "flips"
+    );
     for (name, m) in &s.methods {
         let (lo, hi) = m.set_size_range();
         let sets = if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") };
+        let ci = m
+            .intervals
+            .as_ref()
+            .map_or(String::new(), |i| format!("[{:+.1}, {:+.1}]", 100.0 * i.gap[0], 100.0 * i.gap[1]));
+        let p = m.p_gap_vs_random.map_or(String::new(), |p| format!("{p:.4}"));
         println!(
-            "{name:<9} {:>4} {sets:>7} {:>+8.1} {:>+8.1} {:>+8.1} {:>5.1}%",
+            "{name:<9} {:>4} {sets:>7} {:>+8.1} {:>+8.1} {:>+8.1} {ci:>17} {p:>8} {:>5.1}%",
             m.k,
             100.0 * m.mean_self_delta,
             100.0 * m.mean_cross_delta,
@@ -414,6 +622,32 @@ fn print_summary(s: &culturelens::report::Summary) {
             100.0 * m.flip_rate
         );
     }
+}
+
+/// One method by name (`random` included).
+fn one_method(name: &str) -> anyhow::Result<culturelens::neurons::Method> {
+    match parse_method(name)?.as_slice() {
+        [m] => Ok(*m),
+        _ => anyhow::bail!("--method {name}: give one method"),
+    }
+}
+
+/// The sweep as a table: one row per scale, the metric per culture in %.
+fn print_steer(r: &culturelens::report::SteerResult) {
+    print!("{:>7}", "scale");
+    for g in &r.groups {
+        let mark = if *g == r.culture { "*" } else { "" };
+        print!(" {:>10}", format!("{mark}{g}"));
+    }
+    println!();
+    for (s, row) in r.scales.iter().zip(&r.values) {
+        print!("{s:>7}");
+        for v in row {
+            print!(" {:>9.1}%", 100.0 * v);
+        }
+        println!();
+    }
+    println!("({} of each culture; * the culture whose {} neurons were scaled)", r.metric.label(), r.set_size);
 }
 
 /// The device this process opened, kept for `--profile-kernels`.

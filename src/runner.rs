@@ -12,7 +12,7 @@ use crate::models::decoder::{Decoder, ForwardOptions, ForwardOutput, KvCache, Lo
 use crate::models::generate::{greedy_loop, Generation};
 use crate::models::llava_next::{LlavaImage, LlavaNextForConditionalGeneration};
 use crate::models::qwen2_5_vl::{ImageInput, Qwen2_5_VLForConditionalGeneration, VlPrompt};
-use crate::models::{CausalLm, PackedBatch};
+use crate::models::{CausalLm, NeuronEdit, PackedBatch};
 use crate::text::{expand_image_tokens, ChatMessage, TextProcessor};
 use crate::vision::image_input::load_rgb;
 use crate::vision::llava_next::{
@@ -27,13 +27,59 @@ pub struct RunRequest {
     pub raw: bool,
     pub max_new_tokens: usize,
     pub keep_prompt_logits: bool,
+    /// Neuron edits applied while generating (`pipeline::steer::culture_edits` builds them from
+    /// a culture's set); empty: the unmodified model.
+    pub edits: Vec<NeuronEdit>,
+    /// With edits: also generate without them, for a side-by-side answer.
+    pub compare: bool,
 }
 
 pub struct RunResult {
     pub prompt_ids: Vec<u32>,
+    /// Under `RunRequest::edits` when there are any.
     pub generation: Generation,
     pub answer: String,
     pub vocab_size: usize,
+    /// With `compare`: the unmodified model's generation and answer.
+    pub unmodified: Option<(Generation, String)>,
+}
+
+/// A generation under the request's edits, and the unmodified one with `compare`.
+type Variants = (Generation, Option<Generation>);
+
+/// Generates under the request's edits (set on the decoder's own intervention map, the
+/// identity again afterwards) and, with `compare`, once more without them; each generation
+/// prefills a fresh cache (`prefill_then_decode`).
+fn generate(
+    req: &RunRequest,
+    prompt_len: usize,
+    eos: &[u32],
+    lm: &Decoder,
+    prefill: impl Fn(&mut KvCache, LogitRows) -> anyhow::Result<ForwardOutput>,
+    next_position: impl Fn(u32, usize) -> PackedBatch,
+) -> anyhow::Result<Variants> {
+    let generate = || -> anyhow::Result<Generation> {
+        let mut cache = lm.new_cache(prompt_len.saturating_add(req.max_new_tokens))?;
+        prefill_then_decode(req, prompt_len, eos, &mut cache, &prefill, &next_position, lm)
+    };
+    if req.edits.is_empty() {
+        return Ok((generate()?, None));
+    }
+    let n = lm.config.num_hidden_layers * lm.config.intermediate_size;
+    let (mut scale, mut shift) = (vec![1.0f32; n], vec![0.0f32; n]);
+    for e in &req.edits {
+        if e.neuron >= n {
+            anyhow::bail!("neuron {} is outside the model's {n} LM neurons", e.neuron);
+        }
+        scale[e.neuron] = e.scale;
+        shift[e.neuron] = e.shift;
+    }
+    lm.intervention.set(&scale, &shift)?;
+    let edited = generate();
+    lm.intervention.reset();
+    let edited = edited?;
+    let plain = if req.compare { Some(generate()?) } else { None };
+    Ok((edited, plain))
 }
 
 /// Tokenizer-side work that needs no GPU, done first so bad input fails fast.
@@ -76,7 +122,7 @@ pub fn run(gpu_for: impl FnOnce() -> anyhow::Result<Arc<Gpu>>, req: &RunRequest)
     let text = TextProcessor::load(&req.model_dir)?;
     let mut eos = text.eos_token_ids();
     eos.extend(config.eos_token_ids.iter().copied().filter(|id| !text.eos_token_ids().contains(id)));
-    let (prompt_ids, generation, vocab_size) = match config.architecture {
+    let (prompt_ids, (generation, plain), vocab_size) = match config.architecture {
         Architecture::Qwen2ForCausalLM | Architecture::MistralForCausalLM => {
             if let Some(img) = &req.image {
                 anyhow::bail!("--image {}: {} is a text-only model", img.display(), config.architecture.hf_name());
@@ -85,24 +131,26 @@ pub fn run(gpu_for: impl FnOnce() -> anyhow::Result<Arc<Gpu>>, req: &RunRequest)
             let gpu = gpu_for()?;
             let lm = CausalLm::load(&gpu, &req.model_dir)?;
             let batch = PackedBatch::from_sequences(std::slice::from_ref(&ids));
-            let mut cache = lm.model.new_cache(ids.len().saturating_add(req.max_new_tokens))?;
-            let g = prefill_then_decode(
+            let g = generate(
                 req,
                 ids.len(),
                 &eos,
-                &mut cache,
+                &lm.model,
                 |cache, rows| lm.model.forward(&batch, cache, &ForwardOptions { logits: rows, ..Default::default() }),
                 PackedBatch::continuation,
-                &lm.model,
             )?;
             (ids, g, lm.config.text.vocab_size)
         }
         Architecture::Qwen2_5_VLForConditionalGeneration => run_qwen2_5_vl(gpu_for, req, &config, &text, &eos)?,
         Architecture::LlavaNextForConditionalGeneration => run_llava_next(gpu_for, req, &config, &text, &eos)?,
     };
-    let answer_ids: Vec<u32> = generation.new_tokens.iter().copied().filter(|id| !eos.contains(id)).collect();
-    let answer = text.decode(&answer_ids, true)?;
-    Ok(RunResult { prompt_ids, generation, answer, vocab_size })
+    let answer_of = |g: &Generation| -> anyhow::Result<String> {
+        let ids: Vec<u32> = g.new_tokens.iter().copied().filter(|id| !eos.contains(id)).collect();
+        Ok(text.decode(&ids, true)?)
+    };
+    let answer = answer_of(&generation)?;
+    let unmodified = plain.map(|g| answer_of(&g).map(|a| (g, a))).transpose()?;
+    Ok(RunResult { prompt_ids, generation, answer, vocab_size, unmodified })
 }
 
 fn run_qwen2_5_vl(
@@ -111,7 +159,7 @@ fn run_qwen2_5_vl(
     config: &ModelConfig,
     text: &TextProcessor,
     eos: &[u32],
-) -> anyhow::Result<(Vec<u32>, Generation, usize)> {
+) -> anyhow::Result<(Vec<u32>, Variants, usize)> {
     let vc = config.vision.as_ref().expect("parsed with the architecture");
     let images = match &req.image {
         Some(path) => {
@@ -127,16 +175,14 @@ fn run_qwen2_5_vl(
     let gpu = gpu_for()?;
     let model = Qwen2_5_VLForConditionalGeneration::load(&gpu, &req.model_dir)?;
     let vl = model.pack(&[VlPrompt { ids: &ids, images: &images }])?;
-    let mut cache = model.model.new_cache(ids.len().saturating_add(req.max_new_tokens))?;
     let delta = vl.rope_deltas[0];
-    let generation = prefill_then_decode(
+    let generation = generate(
         req,
         ids.len(),
         eos,
-        &mut cache,
+        &model.model,
         |cache, rows| model.forward(&vl, &images, cache, &ForwardOptions { logits: rows, ..Default::default() }, None),
         |token, cached| PackedBatch::continuation_mrope(token, cached, delta),
-        &model.model,
     )?;
     Ok((ids, generation, config.text.vocab_size))
 }
@@ -147,7 +193,7 @@ fn run_llava_next(
     config: &ModelConfig,
     text: &TextProcessor,
     eos: &[u32],
-) -> anyhow::Result<(Vec<u32>, Generation, usize)> {
+) -> anyhow::Result<(Vec<u32>, Variants, usize)> {
     let llava = config.llava_next.as_ref().expect("parsed with the architecture");
     let images = match &req.image {
         Some(path) => {
@@ -167,15 +213,13 @@ fn run_llava_next(
     let model = LlavaNextForConditionalGeneration::load(&gpu, &req.model_dir)?;
     let images: Vec<LlavaImage> = images.into_iter().map(|(i, _)| i).collect();
     let batch = PackedBatch::from_sequences(std::slice::from_ref(&ids));
-    let mut cache = model.model.new_cache(ids.len().saturating_add(req.max_new_tokens))?;
-    let generation = prefill_then_decode(
+    let generation = generate(
         req,
         ids.len(),
         eos,
-        &mut cache,
+        &model.model,
         |cache, rows| model.forward(&batch, &images, cache, &ForwardOptions { logits: rows, ..Default::default() }),
         PackedBatch::continuation,
-        &model.model,
     )?;
     Ok((ids, generation, config.text.vocab_size))
 }

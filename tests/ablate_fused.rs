@@ -43,14 +43,18 @@ fn fused_ablation_equals_one_pass_per_set_to_the_bit() {
         min_checkpoint_seconds: 0.0,
         max_batch_tokens: 4096,
         shard: (0, 1),
+        weighting: Default::default(),
         progress: false,
     };
     let path = collect_loaded(&gpu, &model, &sel, &o).unwrap();
     let stats = StatsFile::load(&path).unwrap();
     let (l, w) = (stats.meta.layers, stats.meta.width);
     let k = k_from_fraction(l * w, 0.03);
-    let mut sets: Vec<(std::path::PathBuf, NeuronSets)> =
-        Method::EVERY.into_iter().map(|m| (path.clone(), neuron_sets(&stats, &path, m, k, 0.01))).collect();
+    let mut sets: Vec<(std::path::PathBuf, NeuronSets)> = Method::EVERY
+        .into_iter()
+        .filter(|&m| m != Method::Random)
+        .map(|m| (path.clone(), neuron_sets(&stats, &path, m, k, 0.01, Default::default())))
+        .collect();
     // The same CAS sets cut to the upper half of the layers: a shared prefix of l/2 layers.
     let mut upper = sets[0].1.clone();
     upper.method = "cas-upper".into();
@@ -71,6 +75,7 @@ fn fused_ablation_equals_one_pass_per_set_to_the_bit() {
         position_rule: "all".into(),
         base_logits: stats.option_logits.clone(),
         pooled_mean: Some(stats.acc.pooled_mean()),
+        weighting: "token".into(),
         max_batch_tokens: 1500,
         max_fused_tokens,
         progress: false,

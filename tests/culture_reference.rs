@@ -39,6 +39,7 @@ fn matches_the_pytorch_reference() {
         min_checkpoint_seconds: 0.0,
         max_batch_tokens: 4096,
         shard: (0, 1),
+        weighting: Default::default(),
         progress: false,
     };
     let path: PathBuf = collect_loaded(&gpu, &model, &sel, &o).unwrap();
@@ -90,6 +91,7 @@ fn matches_the_pytorch_reference() {
         position_rule: "all".into(),
         base_logits: stats.option_logits.clone(),
         pooled_mean: None,
+        weighting: "token".into(),
         max_fused_tokens: culturelens::eval::score::DEFAULT_FUSED_TOKENS,
         fused: Default::default(),
         max_batch_tokens: 4096,
@@ -104,7 +106,7 @@ fn matches_the_pytorch_reference() {
             .iter()
             .find(|r| r["method"].as_str() == Some(&method.name().to_uppercase()) && r["k"].as_u64() == Some(k as u64))
             .unwrap();
-        let sets = neuron_sets(&stats, &path, method, k, 0.01);
+        let sets = neuron_sets(&stats, &path, method, k, 0.01, Default::default());
         for set in &sets.sets {
             let want: Vec<[usize; 2]> = r["neurons"][&set.group]
                 .as_array()

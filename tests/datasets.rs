@@ -358,6 +358,7 @@ fn pipeline_rows_without_or_with_broken_images() {
         groups: None,
         limit: None,
         inputs: Default::default(),
+        rows: None,
     };
     let missing = dir.path().join("missing.parquet");
     write::cvqa(

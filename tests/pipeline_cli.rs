@@ -110,20 +110,91 @@ fn identify_ablate_report_and_their_errors() {
     collect(&stats, &[]);
     let neurons = tmp.path().join("neurons");
     ok(&["identify", "--stats", s(&stats), "--method", "all", "--k", "5", "--out", s(&neurons)]);
-    for m in ["cas", "lape", "lap", "mad"] {
+    for m in ["cas", "lape", "lap", "mad", "random"] {
         let sets = json(&neurons.join(format!("neurons_{m}.json")));
         assert_eq!(sets["k"], 5);
         let sets = sets["sets"].as_array().unwrap();
         assert_eq!(sets.len(), 5);
         for set in sets {
             let n = set["neurons"].as_array().unwrap();
-            assert!(n.len() <= 5 && n.len() == set["scores"].as_array().unwrap().len());
+            let scored = if m == "random" { 0 } else { n.len() };
+            assert!(n.len() <= 5 && scored == set["scores"].as_array().unwrap().len());
             assert!(n.iter().all(|p| p[0].as_u64().unwrap() < 4 && p[1].as_u64().unwrap() < 256));
         }
         assert!(neurons.join(format!("masks_{m}.safetensors")).is_file());
     }
+    // The random control: 3 draws, each with the CAS set's count in every layer.
+    let (cas_sets, random) = (json(&neurons.join("neurons_cas.json")), json(&neurons.join("neurons_random.json")));
+    let per_layer = |set: &Value| -> Vec<usize> {
+        let mut v = vec![0; 4];
+        for n in set["neurons"].as_array().unwrap() {
+            v[n[0].as_u64().unwrap() as usize] += 1;
+        }
+        v
+    };
+    let draws: Vec<&Value> =
+        std::iter::once(&random["sets"]).chain(random["extra_draws"].as_array().unwrap().iter()).collect();
+    assert_eq!(draws.len(), 3);
+    for draw in &draws {
+        for (d, c) in draw.as_array().unwrap().iter().zip(cas_sets["sets"].as_array().unwrap()) {
+            assert_eq!(per_layer(d), per_layer(c), "{}", d["group"]);
+        }
+    }
+    assert_ne!(draws[0], draws[1], "two draws are the same");
     let ablation = tmp.path().join("ablation");
-    ok(&["ablate", "--limit", "6", "--neurons", s(&neurons), "--method", "cas,mad", "--out", s(&ablation)]);
+    ok(&["ablate", "--limit", "6", "--neurons", s(&neurons), "--method", "cas,mad,random", "--out", s(&ablation)]);
+    let a = json(&ablation.join("ablation.json"));
+    let sig = &a["summary"]["significance"];
+    assert_eq!((sig["resamples"].as_u64(), sig["random_draws"].as_u64()), (Some(1000), Some(3)));
+    assert_eq!(sig["permutations"], 0, "exact enumeration");
+    for m in ["cas", "mad"] {
+        // 5 cultures, each its set or one of 3 draws: every one of 4^5 assignments enumerated.
+        let p = a["summary"]["methods"][m]["p_gap_vs_random"].as_f64().unwrap();
+        assert!(p > 0.0 && p <= 1.0 && (p * 1024.0).fract() == 0.0, "{m}: p = {p} is no share of 1024");
+        let i = &a["summary"]["methods"][m]["intervals"];
+        let gap = a["summary"]["methods"][m]["gap"].as_f64().unwrap();
+        let (lo, hi) = (i["gap"][0].as_f64().unwrap(), i["gap"][1].as_f64().unwrap());
+        assert!(lo <= gap + 1e-12 && gap <= hi + 1e-12, "{m}: gap {gap} outside its interval [{lo}, {hi}]");
+    }
+    assert!(a["summary"]["methods"]["random"].get("p_gap_vs_random").is_none());
+    // Which band matters: CAS in three bands of the 4 layers.
+    let bands: Vec<Vec<u64>> = a["summary"]["bands"]["cas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["layers"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect())
+        .collect();
+    assert_eq!(bands, vec![vec![0, 1], vec![1, 2], vec![2, 4]]);
+    // A layer band cuts every set.
+    let band = tmp.path().join("band");
+    ok(&[
+        "ablate",
+        "--limit",
+        "6",
+        "--neurons",
+        s(&neurons),
+        "--method",
+        "cas",
+        "--layers",
+        "2..=3",
+        "--bands",
+        "0",
+        "--out",
+        s(&band),
+    ]);
+    let b = json(&band.join("ablation.json"));
+    assert_eq!(b["summary"]["layer_band"], serde_json::json!([2, 4]));
+    let per_layer = b["summary"]["methods"]["cas"]["neurons_per_layer"].as_array().unwrap();
+    assert!(per_layer[..2].iter().all(|n| n == 0), "neurons below the band: {per_layer:?}");
+    for (args, needle) in
+        [(["--layers", "3..3"], "empty"), (["--layers", "2..9"], "4 layers"), (["--layers", "x"], "expected A..B")]
+    {
+        let out = tmp.path().join("bad-band");
+        let mut a = vec!["ablate", "--limit", "2", "--neurons", s(&neurons), "--method", "cas", "--out", s(&out)];
+        a.extend(args);
+        fails(&a, &[needle]);
+        assert!(!out.exists(), "{args:?}: wrote {}", out.display());
+    }
     let report = tmp.path().join("report");
     ok(&["report", "--in", s(&ablation), "--out", s(&report)]);
     let summary = json(&report.join("summary.json"));
@@ -284,6 +355,37 @@ fn finds_planted_neurons(base: &str) {
         }
     }
     assert!(out.join("report.html").is_file());
+
+    // Steering the first culture's CAS set: ×2 raises the confidence in its planted letter (the
+    // right answer of its every question), ×0 is the zero ablation to the bit (same matrix row).
+    let g = &groups[0];
+    ok(&[
+        "steer",
+        "--model",
+        s(&model),
+        "--data",
+        s(&quiz),
+        "--neurons",
+        s(&out.join("neurons")),
+        "--culture",
+        g,
+        "--scales",
+        "1,2,0",
+        "--out",
+        s(&out),
+    ]);
+    let steer = json(&out.join(format!("steer_cas_{g}.json")));
+    let conf = |scale: usize| steer["confidence"][scale][0].as_f64().unwrap();
+    assert!(conf(1) > conf(0), "{g}: confidence {} at ×2, {} at ×1", conf(1), conf(0));
+    assert_eq!(steer["values"][2], cas["matrix"][0], "scale 0 differs from the zero ablation");
+    assert_eq!(steer["kept"][2], cas["kept"][0], "scale 0 differs from the zero ablation");
+    assert_eq!(
+        steer["values"][0],
+        serde_json::to_value(groups.iter().map(|h| summary["base_accuracy"][h].clone()).collect::<Vec<_>>()).unwrap()
+    );
+    assert!(
+        out.join(format!("steer_cas_{g}.csv")).is_file() && out.join(format!("figures/steer_cas_{g}.svg")).is_file()
+    );
 }
 
 /// The image budget and the prompt format are part of a run: recorded in stats.json, a

@@ -6,5 +6,6 @@ pub mod grouping;
 pub mod mc;
 pub mod prompt;
 pub mod score;
+pub mod significance;
 
 pub use example::McExample;

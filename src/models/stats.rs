@@ -51,10 +51,20 @@ impl NeuronStats {
 
     /// The raw accumulator words, [groups, layers, width, ACC_WORDS].
     pub fn read_words(&self) -> Result<Vec<u32>, GpuError> {
+        self.read_first_words(self.groups)
+    }
+
+    /// The raw accumulator words of the first `groups` groups only (a batch that used fewer
+    /// slots than there are).
+    pub fn read_first_words(&self, groups: usize) -> Result<Vec<u32>, GpuError> {
         let per_group = self.layers * self.width * ACC_WORDS;
-        let mut words = Vec::with_capacity(self.groups * per_group);
+        let groups = groups.min(self.groups);
+        let mut words = Vec::with_capacity(groups * per_group);
         for b in &self.blocks {
-            let n = b.groups.min(self.groups.saturating_sub(b.first_group));
+            let n = b.groups.min(groups.saturating_sub(b.first_group));
+            if n == 0 {
+                break;
+            }
             words.extend(self.gpu.read::<u32>(&b.buffer, 0, n * per_group)?);
         }
         Ok(words)

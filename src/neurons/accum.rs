@@ -6,8 +6,10 @@
 //! fixed grid of 2⁻⁷² and summed as an i128: integer addition is associative, so any split of
 //! the chunks (shards, resumed runs) gives bit-identical totals.
 
+use anyhow::Context as _;
+
 use crate::neurons::GroupStats;
-use crate::ops::swiglu::ACC_WORDS;
+use crate::ops::swiglu::{acc_sums, ACC_WORDS};
 
 /// Fixed-point scale: values are stored as round(x · 2^FRAC_BITS).
 const FRAC_BITS: i32 = 72;
@@ -42,6 +44,10 @@ pub struct Accumulated {
     /// Per group: prompt tokens run and image tokens among them, whatever the position rule
     /// (None for statistics written before these were counted).
     pub token_counts: Option<TokenCounts>,
+    /// Example weighting (`--weight example`, every question weighs the same): Σ over examples
+    /// of P_e / n_e per neuron, fixed point. `sum` and `sum_sq` then hold Σ S_e / n_e and
+    /// Σ Q_e / n_e, `positions` the examples counted, and `count_pos` is unused (0).
+    pub count_pos_weighted: Option<Vec<i128>>,
 }
 
 /// Prompt tokens and image tokens per group.
@@ -63,7 +69,49 @@ impl Accumulated {
             sum_sq: vec![0; n],
             positions: vec![0; groups],
             token_counts: Some(TokenCounts { tokens: vec![0; groups], image_tokens: vec![0; groups] }),
+            count_pos_weighted: None,
         }
+    }
+
+    /// Zeros for example weighting.
+    pub fn zeros_weighted(groups: usize, layers: usize, width: usize) -> Accumulated {
+        Accumulated { count_pos_weighted: Some(vec![0; groups * layers * width]), ..Self::zeros(groups, layers, width) }
+    }
+
+    /// Adds one batch's raw accumulator words where every sequence had its own slot
+    /// ([slots, layers, width, ACC_WORDS]): each example's sums divided by its counted positions
+    /// `slot_positions[s]`, into the group `slot_group[s]` (examples with none count nowhere).
+    pub fn add_example_words(
+        &mut self,
+        words: &[u32],
+        slot_group: &[usize],
+        slot_positions: &[u64],
+    ) -> anyhow::Result<()> {
+        let per = self.layers * self.width;
+        anyhow::ensure!(
+            words.len() >= slot_group.len() * per * ACC_WORDS && slot_group.len() == slot_positions.len(),
+            "per-example statistics of {} slots in {} words",
+            slot_group.len(),
+            words.len()
+        );
+        let weighted = self.count_pos_weighted.as_mut().context("statistics are not example-weighted")?;
+        for (slot, (&g, &n)) in slot_group.iter().zip(slot_positions).enumerate() {
+            if n == 0 {
+                continue;
+            }
+            anyhow::ensure!(g < self.groups, "group {g} of {}", self.groups);
+            let n = n as f64;
+            for j in 0..per {
+                let c = &words[(slot * per + j) * ACC_WORDS..][..ACC_WORDS];
+                let (sum, sum_sq) = acc_sums(c);
+                let at = g * per + j;
+                weighted[at] += to_fixed(c[0] as f64 / n)?;
+                self.sum[at] += to_fixed(sum / n)?;
+                self.sum_sq[at] += to_fixed(sum_sq / n)?;
+            }
+            self.positions[g] += 1;
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -124,6 +172,15 @@ impl Accumulated {
             self.layers,
             self.width
         );
+        match (&mut self.count_pos_weighted, &other.count_pos_weighted) {
+            (Some(a), Some(b)) => {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+            }
+            (None, None) => {}
+            _ => anyhow::bail!("cannot merge example-weighted statistics with token-weighted ones"),
+        }
         for n in 0..self.len() {
             self.count_pos[n] += other.count_pos[n];
             self.sum[n] += other.sum[n];
@@ -156,7 +213,10 @@ impl Accumulated {
             groups: self.groups,
             layers: self.layers,
             width: self.width,
-            count_pos: self.count_pos.iter().map(|&c| c as f64).collect(),
+            count_pos: match &self.count_pos_weighted {
+                Some(w) => w.iter().map(|&c| from_fixed(c)).collect(),
+                None => self.count_pos.iter().map(|&c| c as f64).collect(),
+            },
             sum: self.sum_f64(),
             sum_sq: self.sum_sq_f64(),
             positions: self.positions.clone(),
@@ -215,6 +275,25 @@ mod tests {
         let mut a = Accumulated::zeros(1, 1, 1);
         a.add_words(&w, &[1]).unwrap();
         assert!((a.sum_f64()[0] - (1.0 - 1e-8f32 as f64)).abs() < 1e-18);
+    }
+
+    #[test]
+    fn example_weighting_averages_each_example_first() {
+        // One neuron, two examples of group 0: 1 position with a = 4 (positive), and 3 positions
+        // with a = 2, 0, 0 (one positive). Token weighting: μ = 6/4, p = 2/4. Example weighting:
+        // μ = (4/1 + 2/3)/2 = 7/3, p = (1/1 + 1/3)/2 = 2/3.
+        let w = [1u32, 4.0f32.to_bits(), 0, 16.0f32.to_bits(), 0, 1, 2.0f32.to_bits(), 0, 4.0f32.to_bits(), 0];
+        let mut a = Accumulated::zeros_weighted(1, 1, 1);
+        a.add_example_words(&w, &[0, 0], &[1, 3]).unwrap();
+        let s = a.group_stats();
+        assert_eq!(s.positions, vec![2]);
+        assert!((s.mean(0)[0] - 7.0 / 3.0).abs() < 1e-15, "{}", s.mean(0)[0]);
+        assert!((s.prob(0)[0] - 2.0 / 3.0).abs() < 1e-15, "{}", s.prob(0)[0]);
+        // An example with no counted position counts nowhere; token statistics do not merge in.
+        a.add_example_words(&w[..5], &[0], &[0]).unwrap();
+        assert_eq!(a.positions, vec![2]);
+        assert!(a.merge(&Accumulated::zeros(1, 1, 1)).is_err());
+        assert!(Accumulated::zeros(1, 1, 1).add_example_words(&w, &[0, 0], &[1, 3]).is_err());
     }
 
     #[test]

@@ -29,13 +29,17 @@ pub enum Method {
     Lap,
     /// Mean activation difference: μ_g − mean_{g'≠g} μ_g', top-k.
     Mad,
+    /// The control: per culture, neurons drawn at random with the same count per layer as the
+    /// culture's CAS set (neurons::random_control), several seeded draws.
+    Random,
 }
 
 impl Method {
-    /// What `--method all` compares: every method at one k per culture.
-    pub const ALL: [Method; 4] = [Method::Cas, Method::Lape, Method::Lap, Method::Mad];
+    /// What `--method all` compares: every method at one k per culture, and the random control.
+    pub const ALL: [Method; 5] = [Method::Cas, Method::Lape, Method::Lap, Method::Mad, Method::Random];
     /// Every method there is, `all` plus LAPE as Tang et al. select it.
-    pub const EVERY: [Method; 5] = [Method::Cas, Method::Lape, Method::LapeTang, Method::Lap, Method::Mad];
+    pub const EVERY: [Method; 6] =
+        [Method::Cas, Method::Lape, Method::LapeTang, Method::Lap, Method::Mad, Method::Random];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -44,6 +48,7 @@ impl Method {
             Method::LapeTang => "lape-tang",
             Method::Lap => "lap",
             Method::Mad => "mad",
+            Method::Random => "random",
         }
     }
 }
@@ -162,7 +167,8 @@ pub fn lape(s: &GroupStats, top_rate: f64) -> Lape {
     Lape { tau, entropy, kept: candidates, assigned }
 }
 
-/// Each group's neuron set for `method` with one k for all methods. LAPE's same-k variant fills
+/// Each group's neuron set for `method` with one k for all methods (for the random control:
+/// the CAS sets whose per-layer counts its draws copy). LAPE's same-k variant fills
 /// each culture's set to k: its assigned neurons by ascending entropy, then the next-lowest-
 /// entropy neurons whose p_g exceeds τ; Tang's original keeps at most k of its assignment.
 pub fn select(s: &GroupStats, method: Method, k: usize, lape_top_rate: f64) -> Vec<Vec<usize>> {
@@ -188,7 +194,7 @@ pub fn select(s: &GroupStats, method: Method, k: usize, lape_top_rate: f64) -> V
             .collect(),
         _ => (0..s.groups)
             .map(|g| match method {
-                Method::Cas => top_k(&cas_scores(s, g), k, true),
+                Method::Cas | Method::Random => top_k(&cas_scores(s, g), k, true),
                 Method::Lap => top_k(&lap_scores(s, g), k, false),
                 Method::Mad => top_k(&mad_scores(s, g), k, false),
                 Method::Lape | Method::LapeTang => unreachable!("handled above"),

@@ -3,6 +3,7 @@
 
 pub mod accum;
 pub mod methods;
+pub mod random_control;
 pub mod stats_file;
 
 pub use methods::{GroupStats, Method};

@@ -50,6 +50,9 @@ pub struct StatsMeta {
     /// "exact" or "fast" (docs/numerics.md): runs in different modes are not merged or resumed.
     #[serde(default = "exact_precision")]
     pub precision: String,
+    /// "token" (every counted position weighs the same) or "example" (every question does).
+    #[serde(default = "token_weighting")]
+    pub weighting: String,
     pub groups: Vec<String>,
     pub examples_per_group: Vec<usize>,
     /// Rows of the whole (unsharded) run.
@@ -66,6 +69,10 @@ pub struct StatsMeta {
 
 fn exact_precision() -> String {
     "exact".into()
+}
+
+fn token_weighting() -> String {
+    "token".into()
 }
 
 fn default_prompt() -> String {
@@ -150,6 +157,9 @@ impl StatsFile {
             ),
         ];
         let mut tensors = tensors;
+        if let Some(c) = &a.count_pos_weighted {
+            tensors.push(("count_pos_weighted_fixed", Dtype::I64, vec![g, l, w, 2], bytes_of(&split(c))));
+        }
         if let Some(c) = &a.token_counts {
             let i64s = |v: &[u64]| bytes_of(&v.iter().map(|&c| c as i64).collect::<Vec<_>>());
             tensors.push(("tokens", Dtype::I64, vec![g], i64s(&c.tokens)));
@@ -241,6 +251,19 @@ impl StatsFile {
             if let Some(i) = exact.iter().zip(f).position(|(e, c)| (e - c).abs() > 1e-9 * e.abs().max(1.0)) {
                 return Err(bad(format!("tensor {name} disagrees with {name}_fixed at element {i}")));
             }
+        }
+        if meta.weighting == "example" {
+            let c = join(i64s(tensor("count_pos_weighted_fixed", Dtype::I64, &[g, l, w, 2])?));
+            // Each example adds a share in [0, 1].
+            let over = |i: usize, v: i128| {
+                v < 0 || v as f64 * 2f64.powi(-72) > acc.positions[i / (l * w).max(1)] as f64 + 1e-6
+            };
+            if let Some(i) = c.iter().enumerate().position(|(i, &v)| over(i, v)) {
+                return Err(bad(format!("tensor count_pos_weighted_fixed at element {i} is outside [0, examples]")));
+            }
+            acc.count_pos_weighted = Some(c);
+        } else if meta.weighting != "token" {
+            return Err(bad(format!("weighting {:?} (expected token or example)", meta.weighting)));
         }
         // Files written before these counts existed have neither.
         acc.token_counts = if st.names().contains(&"tokens") {

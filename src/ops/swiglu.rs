@@ -31,6 +31,12 @@ struct FoldParams {
 pub const EXCLUDED: u32 = u32::MAX;
 /// u32 words per (group, layer, neuron) accumulator: count, sum, sum_comp, sum_sq, sum_sq_comp.
 pub const ACC_WORDS: usize = 5;
+
+/// One accumulator's Σa and Σa² as read back: each Kahan pair's sum minus its compensation.
+pub fn acc_sums(acc: &[u32]) -> (f64, f64) {
+    let f = |w: u32| f32::from_bits(w) as f64;
+    (f(acc[1]) - f(acc[2]), f(acc[3]) - f(acc[4]))
+}
 /// Longest segment: enough work per invocation to hide a load, short enough that a 4096-token
 /// batch spreads over 64 workgroup rows.
 pub const SEGMENT_TOKENS: usize = 64;

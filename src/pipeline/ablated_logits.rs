@@ -3,7 +3,8 @@
 //! and for checking a run against a reference example by example.
 //!
 //! Tensors: `base` f32 [examples, options]; `<method>` f32 [sets, examples, options] (set s =
-//! the neurons of culture s); `example_group` i64 [examples]. Metadata: `example_ids` and
+//! the neurons of culture s; for the random control, set d · cultures + s = draw d of culture
+//! s); `example_group` i64 [examples]. Metadata: `example_ids` and
 //! `groups`, JSON lists.
 
 use std::collections::{BTreeMap, HashMap};
@@ -102,12 +103,46 @@ impl AblatedLogits {
                 continue;
             }
             let (shape, v) = floats(name)?;
+            // One set per culture, or per culture and draw (the random control).
+            let sets = shape.first().copied().unwrap_or(0);
             anyhow::ensure!(
-                shape == [groups.len(), e, o],
-                bad(format!("{name} is {shape:?}, not [sets, examples, options]"))
+                shape.len() == 3 && shape[1..] == [e, o] && sets > 0 && sets % groups.len().max(1) == 0,
+                bad(format!("{name} is {shape:?}, not [draws · {} cultures, {e} examples, {o} options]", groups.len()))
             );
-            methods.insert(name.to_string(), v.chunks((e * o).max(1)).take(groups.len()).map(rows).collect());
+            methods.insert(name.to_string(), v.chunks((e * o).max(1)).take(sets).map(rows).collect());
         }
         Ok(AblatedLogits { example_ids, example_group, groups, base: rows(&base), methods })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits(sets: usize) -> AblatedLogits {
+        let row = |k: usize| vec![k as f32, 0.5, -1.0];
+        AblatedLogits {
+            example_ids: vec!["a".into(), "b".into()],
+            example_group: vec![0, 1],
+            groups: vec!["X".into(), "Y".into()],
+            base: vec![row(0), row(1)],
+            methods: BTreeMap::from([
+                ("cas".to_string(), (0..2).map(|s| vec![row(s), row(s + 1)]).collect()),
+                ("random".to_string(), (0..sets).map(|s| vec![row(10 + s), row(s)]).collect()),
+            ]),
+        }
+    }
+
+    #[test]
+    fn every_draw_of_the_random_control_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two draws of two cultures' sets.
+        let want = logits(4);
+        want.save(dir.path()).unwrap();
+        assert_eq!(AblatedLogits::load(dir.path()).unwrap(), want);
+        // Three sets for two cultures is no whole number of draws.
+        logits(3).save(dir.path()).unwrap();
+        let e = AblatedLogits::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("random is [3, 2, 3]"), "{e}");
     }
 }

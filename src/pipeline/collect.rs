@@ -30,7 +30,28 @@ pub struct CollectOptions {
     pub max_batch_tokens: usize,
     /// (index, count).
     pub shard: (usize, usize),
+    /// How positions weigh in μ and p.
+    pub weighting: Weighting,
     pub progress: bool,
+}
+
+/// What weighs the same in a culture's μ and p.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Weighting {
+    /// Every counted position: long prompts and large images weigh more.
+    #[default]
+    Token,
+    /// Every question: each example's mean first, then the mean over examples.
+    Example,
+}
+
+impl Weighting {
+    pub fn name(self) -> &'static str {
+        match self {
+            Weighting::Token => "token",
+            Weighting::Example => "example",
+        }
+    }
 }
 
 pub fn rule_name(r: PositionRule) -> &'static str {
@@ -92,6 +113,7 @@ pub fn collect_loaded(
         image_budget: model.vlm.pixel_bounds(),
         prompt_format: model.prompt.describe(),
         precision: gpu.precision.name().to_string(),
+        weighting: o.weighting.name().to_string(),
         groups: sel.grouped.names.clone(),
         examples_per_group: sel.grouped.counts(),
         examples: examples.len(),
@@ -128,7 +150,10 @@ pub fn collect_loaded(
         eprintln!("resuming from {} ({} chunks done)", partial.display(), s.meta.chunks_done);
         s
     } else {
-        let acc = Accumulated::zeros(meta.groups.len(), meta.layers, meta.width);
+        let acc = match o.weighting {
+            Weighting::Token => Accumulated::zeros(meta.groups.len(), meta.layers, meta.width),
+            Weighting::Example => Accumulated::zeros_weighted(meta.groups.len(), meta.layers, meta.width),
+        };
         StatsFile { meta, acc, example_index: Vec::new(), option_logits: Vec::new() }
     };
 
@@ -146,6 +171,7 @@ pub fn collect_loaded(
     }
     model.check_batch_capacity(longest, o.chunk_examples, o.max_batch_tokens)?;
     let bar = progress_bar(o.progress, total_rows as u64, done_rows as u64);
+    // Example weighting gives each row of a batch its own slot instead, sized per chunk.
     let stats = NeuronStats::new(gpu, state.meta.groups.len(), state.meta.layers, state.meta.width)?;
     gpu.memory.start();
     let started = Instant::now();
@@ -153,17 +179,44 @@ pub fn collect_loaded(
     let mut tokens = 0u64;
     for &c in &chunks[state.meta.chunks_done..] {
         let rows = chunk_rows(c);
-        stats.reset();
         let base = bar.position();
-        let scored = model.score(&examples[rows.clone()], Some(&stats), o.rule, o.max_batch_tokens, |k, _| {
-            bar.set_position(base + k as u64);
-        })?;
-        let [positions, tokens_run, image_tokens] = scored.counts_padded(state.meta.groups.len());
-        state.acc.add_words(&stats.read_words()?, &positions)?;
-        state.acc.add_tokens(&tokens_run, &image_tokens)?;
+        let g_n = state.meta.groups.len();
+        match o.weighting {
+            Weighting::Token => {
+                stats.reset();
+                let scored =
+                    model.score(&examples[rows.clone()], Some(&stats), o.rule, o.max_batch_tokens, |k, _| {
+                        bar.set_position(base + k as u64);
+                    })?;
+                let [positions, tokens_run, image_tokens] = scored.counts_padded(g_n);
+                state.acc.add_words(&stats.read_words()?, &positions)?;
+                state.acc.add_tokens(&tokens_run, &image_tokens)?;
+                tokens += scored.total_tokens();
+                state.option_logits.extend(scored.option_logits);
+            }
+            Weighting::Example => {
+                let chunk = &examples[rows.clone()];
+                let prepared = model.prepare(chunk)?;
+                let slots = CultureModel::slots_for(&prepared, o.max_batch_tokens);
+                let slots = NeuronStats::new(gpu, slots, state.meta.layers, state.meta.width)?;
+                model.score_per_example(&prepared, &slots, o.rule, o.max_batch_tokens, |batch, scored, words| {
+                    let slot_group: Vec<usize> = batch.clone().map(|r| chunk[r].0).collect();
+                    let [positions, tokens_run, image_tokens] = scored.counts_padded(batch.len());
+                    state.acc.add_example_words(words, &slot_group, &positions)?;
+                    let mut by_group = [vec![0u64; g_n], vec![0u64; g_n]];
+                    for (s, &g) in slot_group.iter().enumerate() {
+                        by_group[0][g] += tokens_run[s];
+                        by_group[1][g] += image_tokens[s];
+                    }
+                    state.acc.add_tokens(&by_group[0], &by_group[1])?;
+                    tokens += scored.total_tokens();
+                    state.option_logits.extend(scored.option_logits);
+                    bar.set_position(base + batch.end as u64);
+                    Ok(())
+                })?;
+            }
+        }
         state.example_index.extend(rows.map(|r| r as u64));
-        tokens += scored.total_tokens();
-        state.option_logits.extend(scored.option_logits);
         state.meta.chunks_done += 1;
         bar.set_message(format!("{:.0} tok/s", tokens as f64 / started.elapsed().as_secs_f64().max(1e-9)));
         if last_checkpoint.elapsed().as_secs_f64() >= o.min_checkpoint_seconds {

@@ -10,6 +10,7 @@ use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 
 use crate::neurons::methods::{cas_scores, k_from_fraction, lap_scores, lape, mad_scores, select, GroupStats, Method};
+use crate::neurons::random_control::random_like;
 use crate::neurons::stats_file::{resolve, StatsFile};
 
 /// One k for every method and culture (docs/methods.md).
@@ -38,11 +39,9 @@ pub fn parse_method(s: &str) -> anyhow::Result<Vec<Method>> {
     for part in s.split(',').map(str::trim) {
         match part {
             "all" => out.extend(Method::ALL),
-            _ => {
-                out.push(Method::EVERY.into_iter().find(|m| m.name() == part).ok_or_else(|| {
-                    anyhow::anyhow!("method {part:?}: expected cas, lape, lape-tang, lap, mad or all")
-                })?)
-            }
+            _ => out.push(Method::EVERY.into_iter().find(|m| m.name() == part).ok_or_else(|| {
+                anyhow::anyhow!("method {part:?}: expected cas, lape, lape-tang, lap, mad, random or all")
+            })?),
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -56,7 +55,22 @@ pub struct IdentifyOptions {
     pub k: KChoice,
     /// LAPE's kept share of all neurons (1%).
     pub lape_top_rate: f64,
+    pub random: RandomControl,
     pub out: PathBuf,
+}
+
+/// How the random control draws its sets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomControl {
+    /// Sets drawn per culture; the ablation averages over them.
+    pub draws: usize,
+    pub seed: u64,
+}
+
+impl Default for RandomControl {
+    fn default() -> Self {
+        RandomControl { draws: 3, seed: 0 }
+    }
 }
 
 /// One culture's selected neurons, best first.
@@ -65,7 +79,7 @@ pub struct GroupSet {
     pub group: String,
     /// [layer, index in the layer].
     pub neurons: Vec<[usize; 2]>,
-    /// The method's score of each (LAPE: entropy, lower is more specific).
+    /// The method's score of each (LAPE: entropy, lower is more specific; random: none).
     pub scores: Vec<f64>,
 }
 
@@ -86,6 +100,12 @@ pub struct NeuronSets {
     pub width: usize,
     pub groups: Vec<String>,
     pub sets: Vec<GroupSet>,
+    /// The random control's further draws (`sets` is the first), each one set per group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_draws: Vec<Vec<GroupSet>>,
+    /// The random control's seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl NeuronSets {
@@ -97,7 +117,12 @@ impl NeuronSets {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading neuron sets {}", path.display()))?;
         let s: NeuronSets = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a culturelens neuron-set file", path.display()))?;
-        for set in &s.sets {
+        for (d, draw) in s.draws().into_iter().enumerate() {
+            if draw.len() != s.groups.len() {
+                anyhow::bail!("{}: draw {d} holds {} sets for {} groups", path.display(), draw.len(), s.groups.len());
+            }
+        }
+        for set in s.draws().into_iter().flatten() {
             if let Some(n) = set.neurons.iter().find(|[l, i]| *l >= s.layers || *i >= s.width) {
                 anyhow::bail!(
                     "{}: group {}: neuron {n:?} is outside {} x {}",
@@ -111,7 +136,74 @@ impl NeuronSets {
         Ok(s)
     }
 
-    /// Selected neurons per layer, per group.
+    /// Checks that these sets were identified on the model `architecture` / `fingerprint` of
+    /// `layers` x `width` neurons.
+    pub fn check_model(
+        &self,
+        path: &Path,
+        architecture: &str,
+        fingerprint: &str,
+        layers: usize,
+        width: usize,
+    ) -> anyhow::Result<()> {
+        // Files written before the architecture was recorded leave it empty.
+        if !self.architecture.is_empty() && self.architecture != architecture {
+            anyhow::bail!(
+                "{}: neuron sets of a {} model ({}), the model is a {architecture}",
+                path.display(),
+                self.architecture,
+                self.model
+            );
+        }
+        if self.model_fingerprint != fingerprint {
+            anyhow::bail!("{}: neuron sets were identified on a different model ({})", path.display(), self.model);
+        }
+        if (self.layers, self.width) != (layers, width) {
+            anyhow::bail!(
+                "{}: neuron sets are for {} x {} neurons, the model has {layers} x {width}",
+                path.display(),
+                self.layers,
+                self.width
+            );
+        }
+        Ok(())
+    }
+
+    /// The set of culture `name`, with the cultures there are when it is not one of them.
+    pub fn culture(&self, name: &str, path: &Path) -> anyhow::Result<(usize, &GroupSet)> {
+        self.sets.iter().enumerate().find(|(_, s)| s.group == name).ok_or_else(|| {
+            anyhow::anyhow!("{}: no culture {name:?}; the sets are for {}", path.display(), self.groups.join(", "))
+        })
+    }
+
+    /// Every draw of sets, one set per group each: `sets` alone except for the random control.
+    pub fn draws(&self) -> Vec<&[GroupSet]> {
+        std::iter::once(&self.sets[..]).chain(self.extra_draws.iter().map(|d| &d[..])).collect()
+    }
+
+    /// The same sets cut to layers [first, end) (every draw; scores kept with their neurons).
+    pub fn in_band(&self, first: usize, end: usize) -> NeuronSets {
+        let cut = |sets: &[GroupSet]| -> Vec<GroupSet> {
+            sets.iter()
+                .map(|s| {
+                    let keep: Vec<usize> =
+                        (0..s.neurons.len()).filter(|&i| (first..end).contains(&s.neurons[i][0])).collect();
+                    GroupSet {
+                        group: s.group.clone(),
+                        neurons: keep.iter().map(|&i| s.neurons[i]).collect(),
+                        scores: keep.iter().filter_map(|&i| s.scores.get(i).copied()).collect(),
+                    }
+                })
+                .collect()
+        };
+        NeuronSets {
+            sets: cut(&self.sets),
+            extra_draws: self.extra_draws.iter().map(|d| cut(d)).collect(),
+            ..self.clone()
+        }
+    }
+
+    /// Selected neurons per layer, per group (of the first draw: every draw has the same).
     pub fn per_layer(&self) -> Vec<Vec<usize>> {
         self.sets
             .iter()
@@ -132,28 +224,45 @@ fn method_scores(s: &GroupStats, method: Method, g: usize, lape_entropy: &[f64])
         Method::Mad => mad_scores(s, g),
         Method::Lap => lap_scores(s, g),
         Method::Lape | Method::LapeTang => lape_entropy.to_vec(),
+        Method::Random => Vec::new(),
     }
 }
 
 /// Neuron sets of one method from statistics already loaded.
-pub fn neuron_sets(stats: &StatsFile, stats_path: &Path, method: Method, k: usize, lape_top_rate: f64) -> NeuronSets {
+pub fn neuron_sets(
+    stats: &StatsFile,
+    stats_path: &Path,
+    method: Method,
+    k: usize,
+    lape_top_rate: f64,
+    random: RandomControl,
+) -> NeuronSets {
     let s = stats.acc.group_stats();
     let entropy =
         if matches!(method, Method::Lape | Method::LapeTang) { lape(&s, lape_top_rate).entropy } else { Vec::new() };
     let chosen = select(&s, method, k, lape_top_rate);
     let w = s.width;
-    let sets = chosen
-        .iter()
-        .enumerate()
-        .map(|(g, idx)| {
-            let scores = method_scores(&s, method, g, &entropy);
-            GroupSet {
-                group: stats.meta.groups[g].clone(),
-                neurons: idx.iter().map(|&n| [n / w, n % w]).collect(),
-                scores: idx.iter().map(|&n| scores[n]).collect(),
-            }
-        })
-        .collect();
+    let group_sets = |chosen: &[Vec<usize>]| -> Vec<GroupSet> {
+        chosen
+            .iter()
+            .enumerate()
+            .map(|(g, idx)| {
+                let scores = method_scores(&s, method, g, &entropy);
+                GroupSet {
+                    group: stats.meta.groups[g].clone(),
+                    neurons: idx.iter().map(|&n| [n / w, n % w]).collect(),
+                    scores: idx.iter().filter_map(|&n| scores.get(n).copied()).collect(),
+                }
+            })
+            .collect()
+    };
+    let (sets, extra_draws, seed) = if method == Method::Random {
+        let mut draws = random_like(&chosen, s.layers, w, random.draws.max(1), random.seed).into_iter();
+        let first = group_sets(&draws.next().expect("at least one draw"));
+        (first, draws.map(|d| group_sets(&d)).collect(), Some(random.seed))
+    } else {
+        (group_sets(&chosen), Vec::new(), None)
+    };
     NeuronSets {
         method: method.name().to_string(),
         k,
@@ -167,6 +276,8 @@ pub fn neuron_sets(stats: &StatsFile, stats_path: &Path, method: Method, k: usiz
         width: s.width,
         groups: stats.meta.groups.clone(),
         sets,
+        extra_draws,
+        seed,
     }
 }
 
@@ -200,7 +311,7 @@ pub fn identify(o: &IdentifyOptions) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
     let mut written = Vec::new();
     for &m in &o.methods {
-        let sets = neuron_sets(&stats, &path, m, k, o.lape_top_rate);
+        let sets = neuron_sets(&stats, &path, m, k, o.lape_top_rate, o.random);
         let json = NeuronSets::path(&o.out, m);
         std::fs::write(&json, serde_json::to_string_pretty(&sets)? + "\n")
             .with_context(|| format!("writing {}", json.display()))?;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use crate::eval::mc::{check_image_slot, option_token_ids, PositionRule};
 use crate::eval::prompt::PromptFormat;
-use crate::eval::score::{image_placeholder, prepare_all, score_prepared, Prepared, ScoreOptions, Scored};
+use crate::eval::score::{
+    batch_ranges, image_placeholder, prepare_all, score_prepared, Prepared, ScoreOptions, Scored,
+};
 use crate::eval::McExample;
 use crate::gpu::Gpu;
 use crate::models::config::ModelConfig;
@@ -125,6 +127,46 @@ impl CultureModel {
     ) -> anyhow::Result<Scored> {
         let opts = ScoreOptions { stats, rule, max_batch_tokens };
         score_prepared(&self.vlm, prepared, &self.option_ids, &opts, progress)
+    }
+}
+
+impl CultureModel {
+    /// Scores prepared examples batch by batch (the packing of `score_prepared`) with every
+    /// sequence accumulating into its own statistics slot of `slots` ([batch rows] groups at
+    /// least); after each batch, `fold(rows, scored, words)` gets the batch's rows, its scores
+    /// (positions per slot) and the raw accumulator words of its slots ([rows, layers, width,
+    /// ACC_WORDS]), before the next batch clears them.
+    pub fn score_per_example(
+        &self,
+        prepared: &[Prepared],
+        slots: &NeuronStats,
+        rule: PositionRule,
+        max_batch_tokens: usize,
+        mut fold: impl FnMut(std::ops::Range<usize>, Scored, &[u32]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        for rows in batch_ranges(prepared, max_batch_tokens) {
+            anyhow::ensure!(
+                rows.len() <= slots.groups,
+                "{} rows in a batch, {} statistics slots",
+                rows.len(),
+                slots.groups
+            );
+            let batch: Vec<Prepared> = prepared[rows.clone()]
+                .iter()
+                .enumerate()
+                .map(|(slot, p)| Prepared { group: slot as u32, ..p.clone() })
+                .collect();
+            slots.reset();
+            let scored = self.score_prepared(&batch, Some(slots), rule, max_batch_tokens, |_, _| {})?;
+            let words = slots.read_first_words(rows.len())?;
+            fold(rows, scored, &words)?;
+        }
+        Ok(())
+    }
+
+    /// Statistics slots `score_per_example` needs for `prepared`: its largest batch.
+    pub fn slots_for(prepared: &[Prepared], max_batch_tokens: usize) -> usize {
+        batch_ranges(prepared, max_batch_tokens).iter().map(|r| r.len()).max().unwrap_or(0)
     }
 }
 

@@ -31,6 +31,31 @@ pub fn answers(examples: &[(usize, McExample)], logits: &[Vec<f32>]) -> Vec<usiz
     examples.iter().zip(logits).map(|((_, ex), l)| pick(&l[..ex.options.len().min(l.len())])).collect()
 }
 
+/// Rows that count toward `metric`: labelled rows for accuracy, every row for the kept rate.
+pub fn counted_rows(examples: &[(usize, McExample)], metric: Metric) -> Vec<bool> {
+    examples.iter().map(|(_, ex)| metric == Metric::Kept || ex.label.is_some()).collect()
+}
+
+/// Each row's value of `metric` under `logits` (1: right, or the base answer kept; 0 for rows
+/// that do not count).
+pub fn example_values(
+    examples: &[(usize, McExample)],
+    base: &[Vec<f32>],
+    logits: &[Vec<f32>],
+    metric: Metric,
+) -> Vec<f64> {
+    let now = answers(examples, logits);
+    let before = answers(examples, base);
+    examples
+        .iter()
+        .enumerate()
+        .map(|(k, (_, ex))| match metric {
+            Metric::Accuracy => (ex.label == Some(now[k])) as u8 as f64,
+            Metric::Kept => (now[k] == before[k]) as u8 as f64,
+        })
+        .collect()
+}
+
 /// Softmax probability of option `k` over a row's option logits.
 pub fn probability(logits: &[f32], k: usize) -> f64 {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;

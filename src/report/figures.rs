@@ -1,9 +1,11 @@
-//! Figures (PNG + SVG, via plotters): neurons per layer, per-method Δ-accuracy heatmaps and the methods overview.
+//! Figures (PNG + SVG, via plotters): neurons per layer (count and share of the layer), per-method Δ-accuracy
+//! heatmaps, the methods overview and the steering dose-response curves.
 //!
 //! Text is rasterised with a bundled font (plotters' `ab_glyph` feature has no system font lookup). Glyphs missing
 //! from the font (e.g. CJK group names) render as the font's "missing glyph" box in the PNGs; the SVGs keep the real
 //! text, which the viewer renders with its own fonts.
 
+use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -15,7 +17,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle, FontTransform};
 
 use super::method_stems;
-use super::summary::{ReportExtras, Summary};
+use super::steer;
+use super::summary::{ReportExtras, SteerResult, Summary};
 use super::tables::{self, pp};
 
 /// The bundled font (DejaVu Sans, Bitstream Vera licence: ship `DejaVuSans-LICENSE.txt` next to it).
@@ -46,6 +49,17 @@ const POS: RGBColor = RGBColor(33, 102, 172);
 const MISSING: RGBColor = RGBColor(200, 200, 200);
 const SELF_BAR: RGBColor = RGBColor(214, 39, 40);
 const CROSS_BAR: RGBColor = RGBColor(127, 127, 127);
+/// The cultures that were not steered (red is kept for the steered one).
+const CULTURES: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
 
 /// Stable colour per method (known names first, then a fallback cycle).
 fn method_color(name: &str, index: usize) -> RGBColor {
@@ -54,17 +68,10 @@ fn method_color(name: &str, index: usize) -> RGBColor {
         "lape" => RGBColor(255, 127, 14),
         "lap" => RGBColor(44, 160, 44),
         "mad" => RGBColor(148, 103, 189),
-        _ => {
-            const CYCLE: [RGBColor; 6] = [
-                RGBColor(140, 86, 75),
-                RGBColor(227, 119, 194),
-                RGBColor(188, 189, 34),
-                RGBColor(23, 190, 207),
-                RGBColor(127, 127, 127),
-                RGBColor(31, 119, 180),
-            ];
-            CYCLE[index % CYCLE.len()]
-        }
+        // The control recedes behind the methods it is compared with.
+        "random" => RGBColor(127, 127, 127),
+        // Past the known methods, the culture palette from its fifth colour on.
+        _ => CULTURES[(4 + index) % CULTURES.len()],
     }
 }
 
@@ -259,60 +266,195 @@ impl Figure for Heatmap {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Neurons per layer: one line per method.
+// Line charts: neurons per layer (count, or share of the layer) per method; steering dose-response per culture.
 
-struct NeuronsPerLayer {
-    series: Vec<(String, RGBColor, Vec<usize>)>,
-    layers: usize,
+/// One polyline of a `Lines` chart.
+struct Line {
+    label: String,
+    colour: RGBColor,
+    /// Stroke width in pixels (emphasised lines are thicker and drawn on top).
+    width: u32,
+    /// (x, y); non-finite points are left out.
+    points: Vec<(f64, f64)>,
 }
 
-impl Figure for NeuronsPerLayer {
+struct Lines {
+    title: String,
+    x_desc: String,
+    y_desc: String,
+    x: Range<f64>,
+    y: Range<f64>,
+    /// Tick labels at whole numbers only (layer indices, neuron counts).
+    whole_x: bool,
+    whole_y: bool,
+    x_labels: usize,
+    width: u32,
+    lines: Vec<Line>,
+}
+
+/// "3" at whole non-negative numbers, nothing in between.
+fn whole_label(v: &f64) -> String {
+    let r = v.round();
+    if (v - r).abs() < 1e-6 && r >= 0.0 {
+        format!("{r:.0}")
+    } else {
+        String::new()
+    }
+}
+
+/// % of a layer's `layer_width` neurons selected, averaged over `cultures` (`count` is their sum).
+pub(crate) fn layer_share(count: usize, layer_width: usize, cultures: usize) -> f64 {
+    count as f64 / (layer_width * cultures) as f64 * 100.0
+}
+
+/// Top of a y axis starting at 0 that leaves headroom over `max` (1 when there is no data).
+fn y_top(max: f64, whole: bool) -> f64 {
+    let top = if max.is_finite() && max > 0.0 { max * 1.15 } else { 1.0 };
+    if whole {
+        top.ceil()
+    } else {
+        top
+    }
+}
+
+impl Lines {
+    /// Selected neurons per layer of every method: summed over cultures, or with `share` as % of the
+    /// layer's `layer_width` neurons, averaged over cultures.
+    fn per_layer(s: &Summary, x: &ReportExtras, share: bool) -> Self {
+        let lines: Vec<Line> = s
+            .methods
+            .iter()
+            .enumerate()
+            .map(|(i, (name, m))| {
+                let counts = tables::neurons_per_layer(name, m, x);
+                let value = |c: usize| if share { layer_share(c, x.layer_width, s.groups.len()) } else { c as f64 };
+                let points = counts.iter().enumerate().map(|(l, &c)| (l as f64, value(c))).collect();
+                Line { label: name.clone(), colour: method_color(name, i), width: 2, points }
+            })
+            .collect();
+        let layers = lines.iter().map(|l| l.points.len()).max().unwrap_or(0);
+        let max = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)).fold(0.0f64, f64::max);
+        let (title, y_desc) = if share {
+            ("Selected neurons per layer, % of the layer's width", "% of the layer's neurons (mean over cultures)")
+        } else {
+            ("Selected neurons per layer", "neurons (summed over cultures)")
+        };
+        Lines {
+            title: title.into(),
+            x_desc: "layer".into(),
+            y_desc: y_desc.into(),
+            x: -0.5..(layers.max(1) as f64 - 0.5),
+            y: 0.0..y_top(max, !share),
+            whole_x: true,
+            whole_y: !share,
+            x_labels: layers.clamp(1, 20),
+            width: (layers as u32 * 12 + 360).clamp(860, 1500),
+            lines,
+        }
+    }
+
+    /// Dose-response of one steering result: the metric (%) of every culture over the scales, the
+    /// steered culture thick, red and first in the legend.
+    fn steer(r: &SteerResult) -> Self {
+        let steered = steer::steered_index(r);
+        let mut others = CULTURES.iter().cycle();
+        let mut lines: Vec<Line> = r
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, name)| {
+                let mut points: Vec<(f64, f64)> = r
+                    .scales
+                    .iter()
+                    .zip(&r.values)
+                    .filter_map(|(&scale, row)| Some((scale, row.get(g)? * 100.0)))
+                    .filter(|(x, y)| x.is_finite() && y.is_finite())
+                    .collect();
+                // The sweep may be given in any order; a line must run left to right.
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if Some(g) == steered {
+                    Line { label: format!("{name} (steered)"), colour: SELF_BAR, width: 4, points }
+                } else {
+                    Line { label: name.clone(), colour: *others.next().unwrap_or(&CROSS_BAR), width: 2, points }
+                }
+            })
+            .collect();
+        lines.sort_by_key(|l| std::cmp::Reverse(l.width));
+        let xs = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
+        let ys = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
+        Lines {
+            title: format!("Scaling the {} set ({})", short(&r.culture, 24), short(&r.method, 16)),
+            x_desc: "scale of the set's activations".into(),
+            y_desc: format!("{} (%)", r.metric.label()),
+            x: padded(xs, 0.05, 0.5, None),
+            y: padded(ys, 0.1, 1.0, Some(0.0..100.0)),
+            whole_x: false,
+            whole_y: false,
+            x_labels: 10,
+            width: 860,
+            lines,
+        }
+    }
+}
+
+/// The range of `values` widened by `frac` of its span on each side (by `flat_pad` when all are
+/// equal) and kept within `limit`; `limit` (or 0..1) when there are no values.
+fn padded(values: impl Iterator<Item = f64>, frac: f64, flat_pad: f64, limit: Option<Range<f64>>) -> Range<f64> {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let limit = limit.unwrap_or(f64::NEG_INFINITY..f64::INFINITY);
+    if lo > hi {
+        return if limit.start.is_finite() && limit.end.is_finite() { limit } else { 0.0..1.0 };
+    }
+    let pad = if hi > lo { (hi - lo) * frac } else { flat_pad };
+    (lo - pad).max(limit.start)..(hi + pad).min(limit.end)
+}
+
+impl Figure for Lines {
     fn size(&self) -> (u32, u32) {
-        ((self.layers as u32 * 12 + 360).clamp(860, 1500), 460)
+        // Tall enough for a legend entry per line.
+        (self.width, (80 + 22 * self.lines.len() as u32).max(460))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
-        let layers = self.layers.max(1);
-        let max = self.series.iter().flat_map(|(_, _, v)| v.iter().copied()).max().unwrap_or(0);
-        let y_max = ((max as f64 * 1.15).ceil() as i64).max(1);
         let mut chart = ChartBuilder::on(root)
-            .caption("Selected neurons per layer", font(18.0))
+            .caption(&self.title, font(18.0))
             .margin(12)
             .margin_right(LEGEND_W)
             .x_label_area_size(44)
             .y_label_area_size(56)
-            .build_cartesian_2d(-0.5f64..(layers as f64 - 0.5), 0i64..y_max)
+            .build_cartesian_2d(self.x.clone(), self.y.clone())
             .map_err(derr)?;
-        let x_labels = layers.min(20);
-        chart
-            .configure_mesh()
-            .x_labels(x_labels)
-            .y_labels(8)
-            .x_label_formatter(&|v| {
-                let r = v.round();
-                if (v - r).abs() < 1e-6 && r >= 0.0 {
-                    format!("{r:.0}")
-                } else {
-                    String::new()
-                }
-            })
-            .disable_x_mesh()
-            .x_desc("layer")
-            .y_desc("neurons (summed over cultures)")
-            .label_style(font(12.0))
-            .axis_desc_style(font(13.0))
-            .draw()
-            .map_err(derr)?;
-        let marker = if layers > 40 { 2 } else { 3 };
-        for (_, colour, counts) in &self.series {
-            let colour = *colour;
-            let pts: Vec<(f64, i64)> = counts.iter().enumerate().map(|(l, &c)| (l as f64, c as i64)).collect();
-            chart.draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2))).map_err(derr)?;
-            chart.draw_series(pts.iter().map(|&p| Circle::new(p, marker, colour.filled()))).map_err(derr)?;
+        let whole = whole_label;
+        {
+            let mut mesh = chart.configure_mesh();
+            mesh.x_labels(self.x_labels)
+                .y_labels(8)
+                .disable_x_mesh()
+                .x_desc(self.x_desc.as_str())
+                .y_desc(self.y_desc.as_str())
+                .label_style(font(12.0))
+                .axis_desc_style(font(13.0));
+            if self.whole_x {
+                mesh.x_label_formatter(&whole);
+            }
+            if self.whole_y {
+                mesh.y_label_formatter(&whole);
+            }
+            mesh.draw().map_err(derr)?;
         }
-        let entries: Vec<(String, RGBColor)> = self.series.iter().map(|(n, c, _)| (n.clone(), *c)).collect();
-        draw_legend(root, &entries)?;
-        Ok(())
+        let longest = self.lines.iter().map(|l| l.points.len()).max().unwrap_or(0);
+        let marker = if longest > 40 { 2 } else { 3 };
+        let mut on_top: Vec<&Line> = self.lines.iter().collect();
+        on_top.sort_by_key(|l| l.width);
+        for l in on_top {
+            let pts: Vec<(f64, f64)> =
+                l.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+            chart.draw_series(LineSeries::new(pts.iter().copied(), l.colour.stroke_width(l.width))).map_err(derr)?;
+            let radius = if l.width > 2 { marker + 1 } else { marker };
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, radius, l.colour.filled()))).map_err(derr)?;
+        }
+        let entries: Vec<(String, RGBColor)> = self.lines.iter().map(|l| (l.label.clone(), l.colour)).collect();
+        draw_legend(root, &entries)
     }
 }
 
@@ -406,15 +548,18 @@ pub(crate) fn write_figures(dir: &Path, s: &Summary, x: &ReportExtras) -> anyhow
         bail!("cannot draw figures: {e}");
     }
     let mut out = Vec::new();
-    let series: Vec<(String, RGBColor, Vec<usize>)> = s
-        .methods
-        .iter()
-        .enumerate()
-        .map(|(i, (name, m))| (name.clone(), method_color(name, i), tables::neurons_per_layer(name, m, x)))
-        .collect();
-    let fig = NeuronsPerLayer { layers: series.iter().map(|s| s.2.len()).max().unwrap_or(0), series };
-    let files = render(&fig, dir, "neurons_per_layer")?;
+    let files = render(&Lines::per_layer(s, x, false), dir, "neurons_per_layer")?;
     out.push(Written { title: "Selected neurons per layer".into(), stem: "neurons_per_layer".into(), files });
+    // The share needs the layer's width (absent in older files) and at least one culture to average over.
+    if x.layer_width > 0 && !s.groups.is_empty() {
+        let stem = "neurons_per_layer_share";
+        let files = render(&Lines::per_layer(s, x, true), dir, stem)?;
+        out.push(Written {
+            title: "Selected neurons per layer, % of the layer's width".into(),
+            stem: stem.into(),
+            files,
+        });
+    }
 
     for ((name, m), stem) in s.methods.iter().zip(method_stems(s)) {
         let stem = format!("heatmap_{stem}");
@@ -426,4 +571,15 @@ pub(crate) fn write_figures(dir: &Path, s: &Summary, x: &ReportExtras) -> anyhow
     let files = render(&Methods { rows: rows.collect(), metric: s.metric.label() }, dir, "methods")?;
     out.push(Written { title: "Mean self vs cross Δ per method".into(), stem: "methods".into(), files });
     Ok(out)
+}
+
+/// Draws the dose-response figure of `r` into `<dir>/<stem>.{png,svg}` (`dir` created).
+pub(crate) fn steer_figure(dir: &Path, r: &SteerResult, stem: &str) -> anyhow::Result<Written> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = render(&Lines::steer(r), dir, stem)?;
+    Ok(Written {
+        title: format!("Dose–response: the {} set of {} scaled", r.method, r.culture),
+        stem: stem.into(),
+        files,
+    })
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::steer;
 use super::summary::{ReportExtras, Summary};
 use super::tables::{self, Table};
 
@@ -21,10 +22,11 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
-fn table_html(t: &Table, class: &str) -> String {
+pub(crate) fn table_html(t: &Table, class: &str) -> String {
     let mut out = format!("<div class=\"scroll\"><table class=\"{class}\">\n<thead><tr>");
     for c in &t.header {
-        let _ = write!(out, "<th>{}</th>", escape(&c.text));
+        let (open, close) = if c.strong { ("<th><strong>", "</strong></th>") } else { ("<th>", "</th>") };
+        let _ = write!(out, "{open}{}{close}", escape(&c.text));
     }
     out.push_str("</tr></thead>\n<tbody>\n");
     for row in &t.rows {
@@ -54,15 +56,26 @@ pub(crate) fn inline_svg(svg: &str) -> String {
     )
 }
 
-const CSS: &str = "body{font-family:sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#1e1e1e}\
+pub(crate) const CSS: &str =
+    "body{font-family:sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#1e1e1e}\
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}\
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right;white-space:nowrap}\
 th[scope=row],thead th:first-child{text-align:left}thead th{background:#f0f0f0}\
 td.diag{background:#fff3cd}.scroll{overflow-x:auto}figure{margin:1em 0 2em}\
 figcaption{font-size:.9em;color:#555}";
 
-/// The complete `report.html`. `figures` are (title, SVG document) pairs.
-pub(crate) fn html(s: &Summary, x: &ReportExtras, figures: &[(String, String)]) -> String {
+fn figure_html(title: &str, svg: &str) -> String {
+    format!("<figure>\n{}\n<figcaption>{}</figcaption>\n</figure>\n", inline_svg(svg), escape(title))
+}
+
+/// The complete `report.html`. `figures` (and the steering sections' figures) are (title, SVG
+/// document) pairs.
+pub(crate) fn html(
+    s: &Summary,
+    x: &ReportExtras,
+    figures: &[(String, String)],
+    steering: &[steer::Section<'_>],
+) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -87,6 +100,9 @@ pub(crate) fn html(s: &Summary, x: &ReportExtras, figures: &[(String, String)]) 
     h.push_str(&table_html(&tables::groups_table(s, x), "groups"));
     let _ = writeln!(h, "<h2>Methods</h2>");
     let _ = writeln!(h, "<p>{}</p>", escape(&tables::delta_note(s)));
+    if let Some(note) = tables::significance_note(s) {
+        let _ = writeln!(h, "<p>{}</p>", escape(&note));
+    }
     h.push_str(&table_html(&tables::methods_table(s), "methods"));
     for (name, m) in &s.methods {
         let _ = writeln!(h, "<h2>Ablation matrix: {} (k = {})</h2>", escape(name), m.k);
@@ -96,10 +112,30 @@ pub(crate) fn html(s: &Summary, x: &ReportExtras, figures: &[(String, String)]) 
     let _ = writeln!(h, "<h2>Neurons per layer</h2>");
     let _ = writeln!(h, "<p>Selected neurons per layer (0-based), counted per culture and summed over cultures.</p>");
     h.push_str(&table_html(&tables::neurons_table(s, x), "neurons"));
+    if !s.bands.is_empty() {
+        let _ = writeln!(h, "<h2>Which band matters</h2>");
+        let _ = writeln!(h, "<p>{}</p>", escape(&tables::bands_note(s)));
+        for (name, bands) in &s.bands {
+            let _ = writeln!(h, "<h3>{}</h3>", escape(name));
+            h.push_str(&table_html(&tables::bands_table(bands), "bands"));
+        }
+    }
+    if !steering.is_empty() {
+        let _ = writeln!(h, "<h2>Steering (dose–response)</h2>");
+        for sec in steering {
+            let r = sec.result;
+            let _ = writeln!(h, "<h3>{}</h3>", escape(&steer::heading(r)));
+            let _ = writeln!(h, "<p>{}</p>", escape(&steer::note(r)));
+            h.push_str(&table_html(&steer::steer_table(r), "steer"));
+            if let Some((title, svg)) = &sec.figure {
+                h.push_str(&figure_html(title, svg));
+            }
+        }
+    }
     if !figures.is_empty() {
         let _ = writeln!(h, "<h2>Figures</h2>");
         for (title, svg) in figures {
-            let _ = writeln!(h, "<figure>\n{}\n<figcaption>{}</figcaption>\n</figure>", inline_svg(svg), escape(title));
+            h.push_str(&figure_html(title, svg));
         }
     }
     if !x.notes.is_empty() {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// What the ablation matrix, base values, self Δ and cross Δ measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -38,7 +38,69 @@ pub struct Summary {
     #[serde(default)]
     pub metric: Metric,
     pub base_accuracy: BTreeMap<String, f64>, // group -> fraction (of `metric`)
-    pub methods: BTreeMap<String, MethodSummary>, // "cas" | "lape" | "lap" | "mad" (any subset)
+    pub methods: BTreeMap<String, MethodSummary>, // "cas" | "lape" | "lap" | "mad" | "random" (any subset)
+    /// How the intervals and p-values were computed (absent when they were not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub significance: Option<Significance>,
+    /// `--layers A..B`: every set was cut to layers [A, B) before ablating (absent: all layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_band: Option<[usize; 2]>,
+    /// "Which band matters": method -> each band of layers ablated on its own (`--bands`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bands: BTreeMap<String, Vec<BandResult>>,
+    /// How the rows were split between identifying the neurons and measuring the matrix
+    /// (absent: the same rows did both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
+}
+
+/// The resampling behind `MethodSummary::intervals` and `p_gap_vs_random`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Significance {
+    /// Interval coverage (0.95).
+    pub level: f64,
+    /// Bootstrap resamples of the examples, stratified by culture.
+    pub resamples: usize,
+    /// Random label assignments of the gap test (0: all of them were enumerated exactly).
+    pub permutations: usize,
+    pub seed: u64,
+    /// Random-control draws averaged (0: no random control ran).
+    pub random_draws: usize,
+}
+
+/// Percentile bootstrap intervals [low, high] of one method's deltas (fractions, like the deltas).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Intervals {
+    pub self_delta: BTreeMap<String, [f64; 2]>,
+    pub cross_delta: BTreeMap<String, [f64; 2]>,
+    pub mean_self_delta: [f64; 2],
+    pub mean_cross_delta: [f64; 2],
+    pub gap: [f64; 2],
+}
+
+/// One band of layers ablated on its own.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BandResult {
+    /// Layers [first, end).
+    pub layers: [usize; 2],
+    /// Neurons of the sets in the band, mean over cultures.
+    pub mean_set_size: f64,
+    pub mean_self_delta: f64,
+    pub mean_cross_delta: f64,
+    pub gap: f64,
+}
+
+/// Selection and evaluation on different rows (`--eval-split`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Share of each culture's rows the neurons were identified on.
+    pub identify_fraction: f64,
+    pub seed: u64,
+    /// Both parts swapped and pooled: every row scored under the sets of the other part.
+    pub cross_fit: bool,
+    /// Rows identified on and evaluated on, per culture (first fold when cross-fitting).
+    pub identify_rows: BTreeMap<String, usize>,
+    pub evaluate_rows: BTreeMap<String, usize>,
 }
 
 /// Per-method scores and ablation results.
@@ -62,6 +124,14 @@ pub struct MethodSummary {
     /// [ablated][evaluated] mean drop of the base answer's probability (softmax over the letters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prob_drop: Vec<Vec<f64>>,
+    /// Bootstrap intervals of the deltas (absent when not computed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Intervals>,
+    /// Two-sided permutation p-value of this method's gap against the random control's draws,
+    /// each culture's set exchanged with its draws (absent without a random control, and for
+    /// it; docs/methods.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_gap_vs_random: Option<f64>,
 }
 
 /// Extra information used by the tables and figures (kept in ablation.json, not in summary.json).
@@ -78,6 +148,54 @@ pub struct ReportExtras {
     pub labelled_per_group: Vec<usize>,
     /// Free-form notes, listed in the report.
     pub notes: Vec<String>,
+    /// LM neurons per layer (the MLP width), for the per-layer share figure (0 in older files).
+    #[serde(default)]
+    pub layer_width: usize,
+    /// Neuron weighting of the statistics the sets came from: "token" or "example".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub weighting: String,
+}
+
+/// `steer.json`: one culture's set scaled over a sweep, the metric on every culture at each scale.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SteerResult {
+    pub model: String,
+    pub dataset: String,
+    pub method: String,
+    /// The culture whose set was scaled.
+    pub culture: String,
+    /// Neurons in its set.
+    pub set_size: usize,
+    pub groups: Vec<String>,
+    pub metric: Metric,
+    /// The sweep, in the order given.
+    pub scales: Vec<f64>,
+    /// [scale][group] `metric` (1 = the unmodified model where no labels exist).
+    #[serde(deserialize_with = "nan_grid")]
+    pub values: Vec<Vec<f64>>,
+    /// [scale][group] share of rows that keep their unscaled answer.
+    #[serde(deserialize_with = "nan_grid")]
+    pub kept: Vec<Vec<f64>>,
+    /// [scale][group] mean softmax probability (over the letters) of the right option (NaN
+    /// without labels).
+    #[serde(deserialize_with = "nan_grid")]
+    pub confidence: Vec<Vec<f64>>,
+    /// Unscaled `metric` per group.
+    #[serde(deserialize_with = "nan_row")]
+    pub base: Vec<f64>,
+}
+
+/// serde_json writes NaN (e.g. the confidence of a culture without labels) as null, which a plain
+/// `f64` refuses: read null back as NaN so that a written `steer.json` loads again.
+fn nan_row<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    let row: Vec<Option<f64>> = Deserialize::deserialize(d)?;
+    Ok(row.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+}
+
+/// `nan_row` for a [scale][group] grid.
+fn nan_grid<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f64>>, D::Error> {
+    let grid: Vec<Vec<Option<f64>>> = Deserialize::deserialize(d)?;
+    Ok(grid.into_iter().map(|row| row.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect()).collect())
 }
 
 impl Summary {

@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::summary::{MethodSummary, ReportExtras, Summary};
+use super::steer;
+use super::summary::{BandResult, MethodSummary, ReportExtras, Summary};
 
 /// One table cell: raw (unescaped) text, optionally emphasised (the ablation-matrix diagonal).
 #[derive(Clone, Debug, PartialEq)]
@@ -38,13 +39,18 @@ fn round1(v: f64) -> f64 {
     }
 }
 
-/// A fraction as a percentage with 1 decimal ("83.3"); "n/a" when not finite.
-pub(crate) fn pct(frac: f64) -> String {
-    if frac.is_finite() {
-        format!("{:.1}", round1(frac * 100.0))
+/// A number with 1 decimal ("12.5"); "n/a" when not finite.
+pub(crate) fn dec1(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.1}", round1(v))
     } else {
         "n/a".to_string()
     }
+}
+
+/// A fraction as a percentage with 1 decimal ("83.3"); "n/a" when not finite.
+pub(crate) fn pct(frac: f64) -> String {
+    dec1(frac * 100.0)
 }
 
 /// A fractional Δ in signed percentage points with 1 decimal ("-8.3", "+0.0"); "n/a" when not finite.
@@ -56,12 +62,60 @@ pub(crate) fn pp(frac: f64) -> String {
     }
 }
 
-fn opt_pct(v: Option<f64>) -> String {
+pub(crate) fn opt_pct(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_string(), pct)
 }
 
 fn opt_pp(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_string(), pp)
+}
+
+/// A Δ in pp with its interval when there is one ("-5.3 [-8.0, -2.7]").
+fn pp_ci(v: Option<f64>, ci: Option<&[f64; 2]>) -> String {
+    match (v, ci) {
+        (Some(v), Some([lo, hi])) if v.is_finite() => format!("{} [{}, {}]", pp(v), pp(*lo), pp(*hi)),
+        _ => opt_pp(v),
+    }
+}
+
+/// A p-value to 3 decimals, "<0.001" below that; "n/a" when not finite.
+pub(crate) fn p_value(p: f64) -> String {
+    if !p.is_finite() {
+        "n/a".to_string()
+    } else if p < 0.001 {
+        "<0.001".to_string()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+/// "95% CI", at the run's interval level (95 % when the file does not say).
+fn ci_label(s: &Summary) -> String {
+    let level = s.significance.as_ref().map_or(0.95, |g| g.level) * 100.0;
+    let digits = if (level - level.round()).abs() < 1e-9 { 0 } else { 1 };
+    format!("{level:.digits$}% CI")
+}
+
+/// Whether some method has intervals, and whether some has a p-value against the random control.
+fn significance_shown(s: &Summary) -> (bool, bool) {
+    let ci = s.methods.values().any(|m| m.intervals.is_some());
+    let p = s.methods.values().any(|m| m.p_gap_vs_random.is_some());
+    (ci, p)
+}
+
+/// `s` with its first letter upper-cased (labels open sentences).
+pub(crate) fn capitalised(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// "layers 4–11" for the band [4, 12) (0-based, end excluded).
+pub(crate) fn layers_label([first, end]: [usize; 2]) -> String {
+    match end.checked_sub(first) {
+        Some(1) => format!("layer {first}"),
+        Some(n) if n > 1 => format!("layers {first}–{}", end - 1),
+        _ => format!("no layers ([{first}, {end}))"),
+    }
 }
 
 /// Neurons per layer of a method: `MethodSummary::neurons_per_layer`, or the per-group sum from the extras when the
@@ -82,21 +136,84 @@ pub(crate) fn neurons_per_layer(name: &str, m: &MethodSummary, x: &ReportExtras)
     out
 }
 
-/// Run information: key/value rows.
+fn kv(k: &str, v: impl Into<String>) -> Vec<Cell> {
+    vec![Cell::new(k), Cell::new(v)]
+}
+
+/// Run information: key/value rows (the optional ones only when the run recorded them).
 pub(crate) fn info_table(s: &Summary, x: &ReportExtras) -> Table {
-    let kv = |k: &str, v: &str| vec![Cell::new(k), Cell::new(v)];
     let methods: Vec<&str> = s.methods.keys().map(String::as_str).collect();
-    Table {
-        header: vec![Cell::new("field"), Cell::new("value")],
-        rows: vec![
-            kv("model", &s.model),
-            kv("dataset", &s.dataset),
-            kv("position rule", &s.position_rule),
-            kv("ablation mode", &x.mode),
-            kv("groups", &s.groups.len().to_string()),
-            kv("methods", &methods.join(", ")),
-        ],
+    let mut rows = vec![
+        kv("model", s.model.as_str()),
+        kv("dataset", s.dataset.as_str()),
+        kv("position rule", s.position_rule.as_str()),
+        kv("ablation mode", x.mode.as_str()),
+        kv("groups", s.groups.len().to_string()),
+        kv("methods", methods.join(", ")),
+    ];
+    if x.layer_width > 0 {
+        rows.push(kv("LM neurons per layer", x.layer_width.to_string()));
     }
+    if let Some(band) = s.layer_band {
+        rows.push(kv("layer band (sets cut to it)", layers_label(band)));
+    }
+    if !x.weighting.is_empty() {
+        rows.push(kv("neuron weighting", weighting_label(&x.weighting)));
+    }
+    rows.extend(evaluation_rows(s));
+    rows.extend(significance_rows(s));
+    Table { header: vec![Cell::new("field"), Cell::new("value")], rows }
+}
+
+/// What a weighting means for the statistics the sets came from.
+fn weighting_label(w: &str) -> String {
+    match w {
+        "token" => "token: every token weighs the same".to_string(),
+        "example" => "example: every question weighs the same".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Info rows of the identify / evaluate split (none when the same rows did both).
+fn evaluation_rows(s: &Summary) -> Vec<Vec<Cell>> {
+    let Some(e) = &s.evaluation else { return Vec::new() };
+    let rows = format!(
+        "{} / {} (all cultures{})",
+        e.identify_rows.values().sum::<usize>(),
+        e.evaluate_rows.values().sum::<usize>(),
+        if e.cross_fit { ", first fold" } else { "" }
+    );
+    vec![
+        kv(
+            "evaluation split",
+            format!("identify on {} % of each culture's rows, evaluate on the rest", pct(e.identify_fraction)),
+        ),
+        kv("split seed", e.seed.to_string()),
+        kv(
+            "cross-fit",
+            if e.cross_fit { "yes: parts swapped, every row scored under the sets of the other part" } else { "no" },
+        ),
+        kv("rows identify / evaluate", rows),
+    ]
+}
+
+/// Info rows of the resampling behind the intervals and p-values.
+fn significance_rows(s: &Summary) -> Vec<Vec<Cell>> {
+    let Some(g) = &s.significance else { return Vec::new() };
+    let permutations = match g.permutations {
+        0 => "exact: every label assignment enumerated".to_string(),
+        n => format!("{n} random label assignments"),
+    };
+    let draws = match g.random_draws {
+        0 => "none (no random control)".to_string(),
+        n => n.to_string(),
+    };
+    vec![
+        kv("intervals", format!("{}, {} bootstrap resamples", ci_label(s), g.resamples)),
+        kv("gap test permutations", permutations),
+        kv("random control draws", draws),
+        kv("resampling seed", g.seed.to_string()),
+    ]
 }
 
 /// What the Δs of the methods table are.
@@ -108,12 +225,32 @@ pub(crate) fn delta_note(s: &Summary) -> String {
     )
 }
 
+/// How the intervals and p-values were computed (None when the table shows neither).
+pub(crate) fn significance_note(s: &Summary) -> Option<String> {
+    let (ci, p) = significance_shown(s);
+    let mut parts = Vec::new();
+    if ci {
+        parts.push(format!(
+            "Intervals [{}] are percentile bootstrap intervals over the examples, resampled within each culture",
+            ci_label(s)
+        ));
+    }
+    if p {
+        parts.push(
+            "p (gap vs random) is a two-sided permutation test of (gap − random gap) that exchanges each \
+             culture's set with the random control's draws for it"
+                .to_string(),
+        );
+    }
+    (!parts.is_empty()).then(|| parts.join("; ") + ".")
+}
+
 /// What the cells of an ablation matrix are.
 pub(crate) fn matrix_note(s: &Summary) -> String {
-    let label = s.metric.label();
-    let mut cap = label.chars();
-    let head = cap.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
-    format!("{head}{} (%) after ablating the row culture's neurons, evaluated on the column culture.", cap.as_str())
+    format!(
+        "{} (%) after ablating the row culture's neurons, evaluated on the column culture.",
+        capitalised(s.metric.label())
+    )
 }
 
 /// "k", or "k (sizes lo–hi)" when some culture's set holds fewer neurons.
@@ -173,36 +310,68 @@ pub(crate) fn label_notes(s: &Summary, x: &ReportExtras) -> Vec<String> {
     }]
 }
 
-/// Per-group examples and base accuracy.
+fn opt_count(n: Option<&usize>) -> String {
+    n.map_or_else(|| "n/a".to_string(), usize::to_string)
+}
+
+/// Per-group examples and base accuracy (and the rows of each side of an evaluation split).
 pub(crate) fn groups_table(s: &Summary, x: &ReportExtras) -> Table {
+    let split = s.evaluation.as_ref();
     let rows = s
         .groups
         .iter()
         .enumerate()
         .map(|(g, name)| {
-            let n = x.examples_per_group.get(g).map_or_else(|| "n/a".to_string(), |n| n.to_string());
-            vec![Cell::new(name.as_str()), Cell::new(n), Cell::new(opt_pct(s.base(g)))]
+            let n = opt_count(x.examples_per_group.get(g));
+            let mut row = vec![Cell::new(name.as_str()), Cell::new(n), Cell::new(opt_pct(s.base(g)))];
+            if let Some(e) = split {
+                row.push(Cell::new(opt_count(e.identify_rows.get(name))));
+                row.push(Cell::new(opt_count(e.evaluate_rows.get(name))));
+            }
+            row
         })
         .collect();
     let base = format!("base {} (%)", s.metric.label());
-    Table { header: vec![Cell::new("group"), Cell::new("examples"), Cell::new(base)], rows }
+    let mut header = vec![Cell::new("group"), Cell::new("examples"), Cell::new(base)];
+    if split.is_some() {
+        header.extend([Cell::new("identify rows"), Cell::new("evaluate rows")]);
+    }
+    Table { header, rows }
 }
 
-/// Methods × (k, mean self Δ, mean cross Δ, gap, flip rate).
+/// Methods × (k, mean self Δ, mean cross Δ, gap, flip rate), with the intervals of mean self Δ and
+/// gap and a p-value column when the run computed them.
 pub(crate) fn methods_table(s: &Summary) -> Table {
-    let header = ["method", "k", "mean self Δ (pp)", "mean cross Δ (pp)", "gap (pp)", "flip rate (%)"];
+    let (ci, p) = significance_shown(s);
+    let with_ci = |label: &str| if ci { format!("{label} [{}]", ci_label(s)) } else { label.to_string() };
+    let mut header = vec![
+        "method".to_string(),
+        "k".to_string(),
+        with_ci("mean self Δ (pp)"),
+        "mean cross Δ (pp)".to_string(),
+        with_ci("gap (pp)"),
+        "flip rate (%)".to_string(),
+    ];
+    if p {
+        header.push("p (gap vs random)".to_string());
+    }
     let rows = s
         .methods
         .iter()
         .map(|(name, m)| {
-            vec![
+            let ivs = m.intervals.as_ref();
+            let mut row = vec![
                 Cell::new(name.as_str()),
                 Cell::new(k_cell(m)),
-                Cell::new(pp(m.mean_self_delta)),
+                Cell::new(pp_ci(Some(m.mean_self_delta), ivs.map(|i| &i.mean_self_delta))),
                 Cell::new(pp(m.mean_cross_delta)),
-                Cell::new(pp(m.gap)),
+                Cell::new(pp_ci(Some(m.gap), ivs.map(|i| &i.gap))),
                 Cell::new(pct(m.flip_rate)),
-            ]
+            ];
+            if p {
+                row.push(Cell::new(m.p_gap_vs_random.map_or_else(|| "—".to_string(), p_value)));
+            }
+            row
         })
         .collect();
     Table { header: header.into_iter().map(Cell::new).collect(), rows }
@@ -229,12 +398,45 @@ pub(crate) fn matrix_table(s: &Summary, m: &MethodSummary) -> Table {
         }));
         rows.push(row);
     }
-    for (label, map) in [("self Δ vs base (pp)", &m.self_delta), ("cross Δ vs base (pp)", &m.cross_delta)] {
+    let ivs = m.intervals.as_ref();
+    let deltas = [
+        ("self Δ vs base (pp)", &m.self_delta, ivs.map(|i| &i.self_delta)),
+        ("cross Δ vs base (pp)", &m.cross_delta, ivs.map(|i| &i.cross_delta)),
+    ];
+    for (label, map, cis) in deltas {
+        let label = if ivs.is_some() { format!("{label} [{}]", ci_label(s)) } else { label.to_string() };
         let mut row = vec![Cell::new(label)];
-        row.extend(s.groups.iter().map(|g| Cell::new(opt_pp(map.get(g).copied()))));
+        row.extend(s.groups.iter().map(|g| Cell::new(pp_ci(map.get(g).copied(), cis.and_then(|c| c.get(g))))));
         rows.push(row);
     }
     Table { header, rows }
+}
+
+/// What the band tables show.
+pub(crate) fn bands_note(s: &Summary) -> String {
+    format!(
+        "Each band of layers (0-based) ablated on its own: every culture's set cut to the band. Δ of {} in \
+         percentage points, averaged over cultures; set size = neurons left in the band, mean over cultures.",
+        s.metric.label()
+    )
+}
+
+/// One method's bands: band × (mean set size, mean self Δ, mean cross Δ, gap).
+pub(crate) fn bands_table(bands: &[BandResult]) -> Table {
+    let header = ["band", "mean set size", "mean self Δ (pp)", "mean cross Δ (pp)", "gap (pp)"];
+    let rows = bands
+        .iter()
+        .map(|b| {
+            vec![
+                Cell::new(layers_label(b.layers)),
+                Cell::new(dec1(b.mean_set_size)),
+                Cell::new(pp(b.mean_self_delta)),
+                Cell::new(pp(b.mean_cross_delta)),
+                Cell::new(pp(b.gap)),
+            ]
+        })
+        .collect();
+    Table { header: header.into_iter().map(Cell::new).collect(), rows }
 }
 
 /// Layers × methods selected-neuron counts, with a total row.
@@ -293,8 +495,14 @@ pub(crate) fn table_md(t: &Table) -> String {
     out
 }
 
-/// The complete `report.md`. `figures` are paths relative to the report directory (PNG files).
-pub(crate) fn markdown(s: &Summary, x: &ReportExtras, figures: &[(String, String)]) -> String {
+/// The complete `report.md`. `figures` (and the steering sections' figures) are paths relative to the
+/// report directory (PNG files).
+pub(crate) fn markdown(
+    s: &Summary,
+    x: &ReportExtras,
+    figures: &[(String, String)],
+    steering: &[steer::Section<'_>],
+) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# culturelens report\n");
     let _ = writeln!(
@@ -310,6 +518,9 @@ pub(crate) fn markdown(s: &Summary, x: &ReportExtras, figures: &[(String, String
     md.push_str(&table_md(&groups_table(s, x)));
     let _ = writeln!(md, "\n## Methods\n");
     let _ = writeln!(md, "{}\n", delta_note(s));
+    if let Some(note) = significance_note(s) {
+        let _ = writeln!(md, "{}\n", md_escape(&note));
+    }
     md.push_str(&table_md(&methods_table(s)));
     for (name, m) in &s.methods {
         let _ = writeln!(md, "\n## Ablation matrix: {} (k = {})\n", md_escape(name), m.k);
@@ -319,6 +530,26 @@ pub(crate) fn markdown(s: &Summary, x: &ReportExtras, figures: &[(String, String
     let _ = writeln!(md, "\n## Neurons per layer\n");
     let _ = writeln!(md, "Selected neurons per layer (0-based), counted per culture and summed over cultures.\n");
     md.push_str(&table_md(&neurons_table(s, x)));
+    if !s.bands.is_empty() {
+        let _ = writeln!(md, "\n## Which band matters\n");
+        let _ = writeln!(md, "{}", md_escape(&bands_note(s)));
+        for (name, bands) in &s.bands {
+            let _ = writeln!(md, "\n### {}\n", md_escape(name));
+            md.push_str(&table_md(&bands_table(bands)));
+        }
+    }
+    if !steering.is_empty() {
+        let _ = writeln!(md, "\n## Steering (dose–response)");
+        for sec in steering {
+            let r = sec.result;
+            let _ = writeln!(md, "\n### {}\n", md_escape(&steer::heading(r)));
+            let _ = writeln!(md, "{}\n", md_escape(&steer::note(r)));
+            md.push_str(&table_md(&steer::steer_table(r)));
+            if let Some((title, path)) = &sec.figure {
+                let _ = writeln!(md, "\n![{}]({})", md_escape(title), path);
+            }
+        }
+    }
     if !figures.is_empty() {
         let _ = writeln!(md, "\n## Figures\n");
         for (title, path) in figures {
@@ -344,20 +575,49 @@ pub(crate) fn csv_field(s: &str) -> String {
 }
 
 /// A fraction for CSV: shortest round-trip representation, empty when missing / not finite.
-fn csv_num(v: Option<f64>) -> String {
+pub(crate) fn csv_num(v: Option<f64>) -> String {
     match v {
         Some(v) if v.is_finite() => format!("{v}"),
         _ => String::new(),
     }
 }
 
-/// `methods.csv`: method,k,mean_self_delta,mean_cross_delta,gap,flip_rate (fractions).
+/// `methods.csv`: method,k,mean_self_delta,mean_cross_delta,gap,flip_rate (fractions),
+/// set_size_min,set_size_max, then the intervals gap_low,gap_high,self_low,self_high (fractions)
+/// and p_gap_vs_random (empty when not computed; appended so older readers keep working).
 pub(crate) fn methods_csv(s: &Summary) -> String {
-    let mut out = String::from("method,k,mean_self_delta,mean_cross_delta,gap,flip_rate,set_size_min,set_size_max\n");
+    let mut out = String::from(
+        "method,k,mean_self_delta,mean_cross_delta,gap,flip_rate,set_size_min,set_size_max,\
+         gap_low,gap_high,self_low,self_high,p_gap_vs_random\n",
+    );
     for (name, m) in &s.methods {
         let nums = [m.mean_self_delta, m.mean_cross_delta, m.gap, m.flip_rate].map(|v| csv_num(Some(v)));
         let (lo, hi) = m.set_size_range();
-        let _ = writeln!(out, "{},{},{},{lo},{hi}", csv_field(name), m.k, nums.join(","));
+        let ivs = m.intervals.as_ref();
+        let bounds = [ivs.map(|i| i.gap), ivs.map(|i| i.mean_self_delta)];
+        let bounds = bounds.map(|b| [csv_num(b.map(|b| b[0])), csv_num(b.map(|b| b[1]))].join(","));
+        let _ = writeln!(
+            out,
+            "{},{},{},{lo},{hi},{},{}",
+            csv_field(name),
+            m.k,
+            nums.join(","),
+            bounds.join(","),
+            csv_num(m.p_gap_vs_random)
+        );
+    }
+    out
+}
+
+/// `bands.csv`: method,first_layer,end_layer (band [first, end)),mean_set_size and the band's mean
+/// self Δ, mean cross Δ and gap (fractions).
+pub(crate) fn bands_csv(s: &Summary) -> String {
+    let mut out = String::from("method,first_layer,end_layer,mean_set_size,mean_self_delta,mean_cross_delta,gap\n");
+    for (name, bands) in &s.bands {
+        for b in bands {
+            let nums = [b.mean_set_size, b.mean_self_delta, b.mean_cross_delta, b.gap].map(|v| csv_num(Some(v)));
+            let _ = writeln!(out, "{},{},{},{}", csv_field(name), b.layers[0], b.layers[1], nums.join(","));
+        }
     }
     out
 }

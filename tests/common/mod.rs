@@ -66,6 +66,7 @@ pub fn mini_cvqa_test(limit: Option<usize>) -> culturelens::pipeline::data::Data
         groups: None,
         limit,
         inputs: Default::default(),
+        rows: None,
     }
 }
 
