@@ -320,11 +320,14 @@ fn y_top(max: f64, whole: bool) -> f64 {
 impl Lines {
     /// Selected neurons per layer of every method: summed over cultures, or with `share` as % of the
     /// layer's `layer_width` neurons, averaged over cultures.
+    /// The random control is left out: its counts are CAS's by construction, and its line would
+    /// hide CAS's.
     fn per_layer(s: &Summary, x: &ReportExtras, share: bool) -> Self {
         let lines: Vec<Line> = s
             .methods
             .iter()
             .enumerate()
+            .filter(|(_, (name, _))| name.as_str() != "random")
             .map(|(i, (name, m))| {
                 let counts = tables::neurons_per_layer(name, m, x);
                 let value = |c: usize| if share { layer_share(c, x.layer_width, s.groups.len()) } else { c as f64 };
