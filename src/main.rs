@@ -22,7 +22,7 @@ use culturelens::pipeline::run::{pipeline, PipelineOptions};
 use culturelens::pipeline::shard::shard_arg;
 use culturelens::pipeline::steer::{check_scales, culture_edits, steer, SteerOptions, DEFAULT_SCALES};
 use culturelens::plant::{plant, PlantOptions};
-use culturelens::report::{load_steer_results, write_report};
+use culturelens::report::{load_steer_results, steer_text, summary_text, write_report};
 use culturelens::runner::{self, RunRequest};
 use culturelens::weights::resolve_model_dir;
 
@@ -496,7 +496,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 progress: true,
             };
             let r = steer(&gpu, &o)?;
-            print_steer(&r);
+            print!("{}", steer_text(&r));
             println!("{}", o.json_path().display());
             Ok(())
         }
@@ -568,7 +568,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 progress: true,
             };
             let s = pipeline(&gpu, &o)?;
-            print_summary(&s);
+            print!("{}", summary_text(&s));
             println!("report: {}", out.join("report.html").display());
             Ok(())
         }
@@ -598,56 +598,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// One line per method: mean self and cross Δ in points, gap with its 95 % interval, the
-/// p-value against the random control, flip rate.
-fn print_summary(s: &culturelens::report::Summary) {
-    println!(
-        "{:<9} {:>4} {:>7} {:>8} {:>8} {:>8} {:>17} {:>8} {:>6}",
-        "method", "k", "sets", "self Δ", "cross Δ", "gap", "gap 95% CI", "p", "flips"
-    );
-    for (name, m) in &s.methods {
-        let (lo, hi) = m.set_size_range();
-        let sets = if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") };
-        let ci = m
-            .intervals
-            .as_ref()
-            .map_or(String::new(), |i| format!("[{:+.1}, {:+.1}]", 100.0 * i.gap[0], 100.0 * i.gap[1]));
-        let p = m.p_gap_vs_random.map_or(String::new(), |p| format!("{p:.4}"));
-        println!(
-            "{name:<9} {:>4} {sets:>7} {:>+8.1} {:>+8.1} {:>+8.1} {ci:>17} {p:>8} {:>5.1}%",
-            m.k,
-            100.0 * m.mean_self_delta,
-            100.0 * m.mean_cross_delta,
-            100.0 * m.gap,
-            100.0 * m.flip_rate
-        );
-    }
-}
-
 /// One method by name (`random` included).
 fn one_method(name: &str) -> anyhow::Result<culturelens::neurons::Method> {
     match parse_method(name)?.as_slice() {
         [m] => Ok(*m),
         _ => anyhow::bail!("--method {name}: give one method"),
     }
-}
-
-/// The sweep as a table: one row per scale, the metric per culture in %.
-fn print_steer(r: &culturelens::report::SteerResult) {
-    print!("{:>7}", "scale");
-    for g in &r.groups {
-        let mark = if *g == r.culture { "*" } else { "" };
-        print!(" {:>10}", format!("{mark}{g}"));
-    }
-    println!();
-    for (s, row) in r.scales.iter().zip(&r.values) {
-        print!("{s:>7}");
-        for v in row {
-            print!(" {:>9.1}%", 100.0 * v);
-        }
-        println!();
-    }
-    println!("({} of each culture; * the culture whose {} neurons were scaled)", r.metric.label(), r.set_size);
 }
 
 /// The device this process opened, kept for `--profile-kernels`.

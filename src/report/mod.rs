@@ -10,6 +10,7 @@
 //! `bands.csv` comes with `Summary::bands`, the share figure with `ReportExtras::layer_width`, and
 //! the steering files with each `SteerResult` passed to `write_report` (see `load_steer_results`).
 
+mod console;
 mod figures;
 mod html;
 mod inspection;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+pub use console::{steer_text, summary_text};
 pub use figures::{ensure_font, FONT_BYTES};
 pub use inspection::{write_inspection, Inspection, NeuronProfile, SetProfile, TopExample};
 pub use steer::{load_steer_results, steer_stem, write_steer};
